@@ -1,0 +1,11 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, homelab.longhorn_dr contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The lab's Longhorn emulator: CRDs, backupstore layout on S3, volume data and controllers."""
+
+from __future__ import annotations
+
+import os
+
+CRDS_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "crds.yaml")
