@@ -1,0 +1,38 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, homelab.longhorn_dr contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Stand-in for the get-pip.py script that ansible-test downloads.
+
+ansible-test bootstraps pip into each virtual environment it creates by running
+``~/.ansible/test/cache/get_pip_<version>.py`` (downloaded from
+ci-files.testing.ansible.com when missing; see ``bootstrap()`` in
+ansible_test/_util/target/setup/requirements.py). That host is not reachable
+here, so scripts/seed_ansible_test_pip.py puts this file at that path instead.
+
+It is run with get-pip's command line, e.g.
+``--disable-pip-version-check pip==24.2 --no-setuptools --no-wheel``:
+the bundled pip from ensurepip installs the requested pip from the package
+index, so the result is the same as with the real get-pip.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+# get-pip options that pip itself does not know
+GET_PIP_ONLY_OPTIONS = {'--no-setuptools', '--no-wheel', '--no-pip'}
+
+
+def main() -> None:
+    options = [arg for arg in sys.argv[1:] if arg not in GET_PIP_ONLY_OPTIONS]
+    subprocess.run([sys.executable, '-m', 'ensurepip', '--upgrade', '--default-pip'], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run([sys.executable, '-m', 'pip', 'install', '--quiet', *options], check=True)
+    if '--no-setuptools' in sys.argv:
+        # ensurepip (Python < 3.12) also installs setuptools; get-pip would not have.
+        subprocess.run([sys.executable, '-m', 'pip', 'uninstall', '--quiet', '--yes', 'setuptools'], check=True)
+
+
+if __name__ == '__main__':
+    main()
