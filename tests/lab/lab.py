@@ -1,0 +1,253 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, homelab.longhorn_dr contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The lab: S3 + Kubernetes API + controllers + Longhorn emulator in one process.
+
+``Lab(state_dir).start()`` brings everything up on loopback with random ports and
+writes ``lab.json`` (kubeconfig path, S3 endpoint, bucket, credentials) into the
+state directory.  ``wipe_cluster()`` is the lab's ``make k3s-teardown && make k3s``:
+every Kubernetes object and all node-local volume data are gone, the bucket survives,
+and Longhorn comes back freshly installed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+import threading
+
+from .context import LONGHORN_NAMESPACE, LabConfig, LabContext
+from .controllers.runtime import ControllerManager
+from .faults import Faults
+from .kube.resources import Registry
+from .kube.store import Store
+
+LOG = logging.getLogger("lab")
+
+LAB_INFO_FILE = "lab.json"
+
+# Controller modules, in the order their controllers are added. Each exposes CONTROLLERS.
+CONTROLLER_MODULES = (
+    "tests.lab.controllers.pv",
+    "tests.lab.controllers.csi",
+    "tests.lab.controllers.workload",
+    "tests.lab.longhorn.settings_controller",
+    "tests.lab.longhorn.backup_target_controller",
+    "tests.lab.longhorn.backup_volume_controller",
+    "tests.lab.longhorn.snapshot_controller",
+    "tests.lab.longhorn.backup_controller",
+    "tests.lab.longhorn.volume_controller",
+    "tests.lab.longhorn.system_backup_controller",
+    "tests.lab.longhorn.system_restore_controller",
+)
+# Admission modules: each exposes register(store, ctx), like Longhorn's webhook server.
+WEBHOOK_MODULES = (
+    "tests.lab.longhorn.webhooks",
+    "tests.lab.longhorn.volume_webhooks",
+    "tests.lab.longhorn.system_webhooks",
+)
+
+
+def _import(name):
+    module = __import__(name, fromlist=["_"])
+    return module
+
+
+class Lab:
+    def __init__(self, state_dir=None, config=None, **overrides):
+        if config is None:
+            state_dir = state_dir or tempfile.mkdtemp(prefix="longhorn-dr-lab-")
+            config = LabConfig(state_dir=os.path.abspath(state_dir), **overrides)
+        self.config = config
+        self.store = None
+        self.s3 = None
+        self.api = None
+        self.faults = Faults()
+        self.ctx = None
+        self.manager = None
+        self.token = None
+        self._lock = threading.Lock()
+        self.started = False
+
+    # ---- lifecycle --------------------------------------------------------
+    def start(self):
+        from .kube import builtin_validation, schema
+        from .kube.kubeconfig import write_kubeconfig
+        from .kube.server import ApiServer
+        from .s3 import S3Server
+
+        os.makedirs(self.config.state_dir, exist_ok=True)
+        self.s3 = S3Server(bucket=self.config.bucket, region=self.config.region, object_lock=self.config.object_lock,
+                           port=self.config.s3_port)
+        self.s3.start()
+        self.store = Store(Registry())
+        self.ctx = LabContext(config=self.config, store=self.store, s3=self.s3, faults=self.faults)
+        # Kubernetes order: prune/default on decode, mutating webhooks, schema validation, validating webhooks.
+        self.store.add_mutator(schema.schema_mutator)
+        self.store.add_validator(schema.schema_validator)
+        builtin_validation.register(self.store)
+        for name in WEBHOOK_MODULES:
+            _import(name).register(self.store, self.ctx)
+        self.api = ApiServer(self.ctx, port=self.config.api_port, audit_path=self.audit_log)
+        self.api.start()
+        self.token = self.api.token
+        write_kubeconfig(self.kubeconfig, self.api.url, self.api.token)
+        self._install()
+        self.manager = ControllerManager(self.store)
+        for name in CONTROLLER_MODULES:
+            for controller_class in _import(name).CONTROLLERS:
+                self.manager.add(controller_class(self.ctx))
+        self.manager.start()
+        self.started = True
+        self.write_info()
+        return self
+
+    def _install(self):
+        from .longhorn.install import install_longhorn
+        install_longhorn(self.ctx)
+        # A namespace for apps, as every cluster has.
+        if self.store.try_get("namespaces", "", "default") is None:
+            self.store.create("namespaces", {"metadata": {"name": "default"}})
+
+    def stop(self):
+        if self.manager is not None:
+            self.manager.stop()
+        if self.api is not None:
+            self.api.stop()
+        if self.s3 is not None:
+            self.s3.stop()
+        self.started = False
+        info = os.path.join(self.config.state_dir, LAB_INFO_FILE)
+        if os.path.exists(info):
+            os.unlink(info)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    # ---- what clients need ------------------------------------------------
+    @property
+    def kubeconfig(self):
+        return self.config.path("kubeconfig")
+
+    @property
+    def audit_log(self):
+        return self.config.path("audit.log")
+
+    @property
+    def s3_endpoint(self):
+        return self.s3.endpoint
+
+    @property
+    def bucket(self):
+        return self.config.bucket
+
+    @property
+    def region(self):
+        return self.config.region
+
+    @property
+    def access_key(self):
+        return self.s3.access_key
+
+    @property
+    def secret_key(self):
+        return self.s3.secret_key
+
+    @property
+    def state_dir(self):
+        return self.config.state_dir
+
+    @property
+    def api_server(self):
+        return self.api.url
+
+    @property
+    def backup_target_url(self):
+        """The URL a user would configure for this bucket (ref §3.1)."""
+        return "s3://%s@%s/" % (self.bucket, self.region)
+
+    def info(self):
+        return {
+            "kubeconfig": self.kubeconfig,
+            "api_server": self.api_server,
+            "s3_endpoint": self.s3_endpoint,
+            "bucket": self.bucket,
+            "region": self.region,
+            "access_key": self.access_key,
+            "secret_key": self.secret_key,
+            "backup_target_url": self.backup_target_url,
+            "longhorn_namespace": LONGHORN_NAMESPACE,
+            "longhorn_version": self.config.longhorn_version,
+            "audit_log": self.audit_log,
+            "state_dir": self.state_dir,
+            "pid": os.getpid(),
+        }
+
+    def write_info(self, extra=None):
+        info = self.info()
+        info.update(extra or {})
+        path = self.config.path(LAB_INFO_FILE)
+        tmp = path + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as handle:
+            json.dump(info, handle, indent=2, sort_keys=True)
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+        return info
+
+    # ---- operations -------------------------------------------------------
+    def wait_idle(self, timeout=10.0):
+        return self.manager.wait_idle(timeout=timeout)
+
+    def wipe_cluster(self):
+        """Delete every Kubernetes object and all node-local volume data; the bucket survives."""
+        with self._lock:
+            self.store.wipe()
+            for sub in ("volumes", "snapshots"):
+                shutil.rmtree(self.config.path(sub), ignore_errors=True)
+            self._install()
+            self.manager.resync()
+
+    def audit_entries(self):
+        from .kube.audit import read_audit
+        if not os.path.exists(self.audit_log):
+            return []
+        return read_audit(self.audit_log)
+
+    def audit_mark(self):
+        """Number of audit entries so far; pass to ``writes_since`` to see what a step wrote."""
+        return len(self.audit_entries())
+
+    def writes_since(self, mark):
+        return [e for e in self.audit_entries()[mark:] if e.get("write") and not e.get("dryRun")]
+
+    # ---- faults -----------------------------------------------------------
+    def s3_fault(self, mode, **kwargs):
+        self.s3.faults.set(mode, **kwargs)
+
+    def api_fault(self, path, **kwargs):
+        return self.faults.add_api_fault(path, **kwargs)
+
+    def fail_restore(self, volume_name):
+        self.faults.fail_restore(volume_name)
+
+    def fail_backup(self, volume_name):
+        self.faults.fail_backup(volume_name)
+
+    def damage_block(self, volume_name, backup_name=None, mode="corrupt"):
+        from .longhorn import bucket_faults
+        if mode == "corrupt":
+            return bucket_faults.corrupt_block(self.ctx, volume_name, backup_name)
+        if mode == "delete":
+            return bucket_faults.delete_block(self.ctx, volume_name, backup_name)
+        raise ValueError("mode must be corrupt or delete, not %r" % mode)
+
+    def clear_faults(self):
+        self.faults.clear()
+        self.s3.faults.clear()
