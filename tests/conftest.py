@@ -2,6 +2,22 @@
 # Copyright: (c) 2026, homelab.longhorn_dr contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Fixtures shared by every test: the lab (tests/lab/fixtures.py)."""
+"""Settings shared by every test directory.
 
-pytest_plugins = ["tests.lab.fixtures"]
+Loaded before pytest-ansible configures itself, so the collections path set
+here is what it puts on the collection loader (see pytest.ini).
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+# `make` exports these; set them too when pytest is started by hand.
+os.environ.setdefault('ANSIBLE_CONFIG', str(REPO_ROOT / 'ansible.cfg'))
+os.environ.setdefault('ANSIBLE_COLLECTIONS_PATH', str(REPO_ROOT / '.collections'))
+
+# The lab fixtures (lab, lab_session, lab_factory, target).
+pytest_plugins = ['tests.lab.fixtures']
