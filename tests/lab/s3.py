@@ -190,7 +190,7 @@ class S3Server:
         import boto3  # pylint: disable=import-outside-toplevel
         from botocore.config import Config  # pylint: disable=import-outside-toplevel
 
-        config = Config(s3={"addressing_style": "path"}, retries={"max_attempts": 3, "mode": "standard"},
+        config = Config(s3={"addressing_style": "path"}, retries={"total_max_attempts": 3, "mode": "standard"},
                         connect_timeout=5, read_timeout=60,
                         request_checksum_calculation="when_required", response_checksum_validation="when_required")
         if kw.get("config") is not None:
