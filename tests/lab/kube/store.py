@@ -368,6 +368,9 @@ class Store:
             self._remove(rtype, key)
             return copy.deepcopy(obj)
         self._objects[rtype.key][key] = obj
+        if rtype.key == ("apiextensions.k8s.io", "customresourcedefinitions") and subresource != "status":
+            # An updated CRD (new version, changed schema or printer columns) is served as updated.
+            self.registry.register_crd(obj)
         self._commit(rtype, "MODIFIED", obj, current)
         return copy.deepcopy(obj)
 
