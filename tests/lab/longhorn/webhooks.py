@@ -554,8 +554,6 @@ class LonghornWebhooks:
         problem = self._recurring_job_problem(spec)
         if problem:
             raise deny(VALIDATOR, problem)
-        if retain > max_retain:
-            raise deny(VALIDATOR, "job Can't retain more than %d snapshots" % max_retain)
 
     @staticmethod
     def _recurring_job_problem(spec):
