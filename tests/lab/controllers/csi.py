@@ -1,0 +1,403 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, homelab.longhorn_dr contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Longhorn's CSI driver (``driver.longhorn.io``) with its sidecars, as far as the lab needs them.
+
+- provisioner (csi-provisioner + ``lm@v1.10.2:csi/controller_server.go`` CreateVolume): a claim
+  the PV controller handed to ``driver.longhorn.io`` gets a Longhorn Volume ``pvc-<claim uid>``
+  and a PV of the same name, pre-bound to the claim (ref §5.1 for the PV shape);
+- deleter (csi-provisioner + DeleteVolume): a Released PV of this driver with policy Delete is
+  deleted together with its Longhorn volume;
+- attacher (attach/detach controller + csi-attacher + ControllerPublishVolume): every node with
+  a running pod that uses a Longhorn PV holds a ``csi-attacher`` ticket on the volume's
+  VolumeAttachment, mirrored by a ``storage.k8s.io`` VolumeAttachment of the same name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+import threading
+import time
+
+from ..context import LONGHORN_NAMESPACE
+from ..kube import errors
+from ..longhorn import attachments
+from . import pv as pvlib
+from .runtime import Controller
+
+LOG = logging.getLogger("lab.controllers.csi")
+
+DRIVER = "driver.longhorn.io"
+PVS = pvlib.PVS
+PVCS = pvlib.PVCS
+PODS = pvlib.PODS
+LONGHORN_VOLUMES = ("longhorn.io", "volumes")
+LONGHORN_VOLUME_ATTACHMENTS = attachments.VOLUME_ATTACHMENTS
+K8S_VOLUME_ATTACHMENTS = ("storage.k8s.io", "volumeattachments")
+PROVISIONER_USER = "system:serviceaccount:longhorn-system:longhorn-service-account"
+
+MIB = 1024 * 1024
+MINIMAL_VOLUME_SIZE = 10 * MIB           # lm@v1.10.2:util/util.go MinimalVolumeSize
+SIZE_ALIGNMENT = 2 * MIB                 # util.RoundUpSize
+MINIMAL_VOLUME_SIZE_XFS = 300 * MIB      # util.MinimalVolumeSizeXFS
+DEFAULT_STALE_REPLICA_TIMEOUT = 2880     # csi/util.go defaultStaleReplicaTimeout
+DEFAULT_FS_TYPE = "ext4"                 # csi-provisioner --default-fstype in Longhorn's deployment
+FS_TYPE_KEYS = ("csi.storage.k8s.io/fstype", "fsType", "fstype")
+PREFIXED_PARAMETER = "csi.storage.k8s.io/"
+ANN_PROVISIONER_IDENTITY = "storage.kubernetes.io/csiProvisionerIdentity"
+
+
+def round_up_size(size):
+    if size <= 0:
+        return SIZE_ALIGNMENT
+    return -(-size // SIZE_ALIGNMENT) * SIZE_ALIGNMENT
+
+
+def attachment_id(volume_handle, node):
+    """csi/controller_server.go generateAttachmentID = the name of Kubernetes' VolumeAttachment."""
+    return "csi-%s" % hashlib.sha256(("%s%s%s" % (volume_handle, DRIVER, node)).encode()).hexdigest()
+
+
+def longhorn_volume_handle(volume):
+    csi = ((volume or {}).get("spec") or {}).get("csi") or {}
+    return csi.get("volumeHandle") if csi.get("driver") == DRIVER else None
+
+
+def _bool_param(params, key):
+    return str(params.get(key, "")).lower() in ("1", "t", "true")
+
+
+def volume_spec_for(parameters, size, access_mode):
+    """getVolumeOptions + the REST VolumeCreate defaults: the Volume CR the CSI driver asks Longhorn for."""
+    spec = {"size": str(size), "frontend": parameters.get("frontend") or "blockdev"}
+    try:
+        stale = int(parameters.get("staleReplicaTimeout", 0))
+    except ValueError:
+        stale = 0
+    spec["staleReplicaTimeout"] = stale if stale > 0 else DEFAULT_STALE_REPLICA_TIMEOUT
+    spec["accessMode"] = access_mode
+    spec["migratable"] = _bool_param(parameters, "migratable") and access_mode == "rwx"
+    spec["encrypted"] = _bool_param(parameters, "encrypted")
+    if "numberOfReplicas" in parameters:
+        spec["numberOfReplicas"] = int(parameters["numberOfReplicas"])
+    spec["revisionCounterDisabled"] = _bool_param(parameters, "disableRevisionCounter") if "disableRevisionCounter" in parameters else True
+    for key in ("replicaAutoBalance", "dataLocality", "unmapMarkSnapChainRemoved", "replicaSoftAntiAffinity",
+                "replicaZoneSoftAntiAffinity", "replicaDiskSoftAntiAffinity", "fromBackup", "backupTargetName",
+                "freezeFilesystemForSnapshot", "backingImage"):
+        if key in parameters:
+            spec[key] = parameters[key]
+    if "backupBlockSize" in parameters:
+        spec["backupBlockSize"] = str(pvlib.quantity_value(parameters["backupBlockSize"]))
+    if "dataSource" in parameters:
+        spec["dataSource"] = parameters["dataSource"]
+        spec["cloneMode"] = parameters.get("cloneMode", "")
+    for key in ("diskSelector", "nodeSelector"):
+        if key in parameters:
+            spec[key] = parameters[key].split(",")
+    spec["dataEngine"] = parameters.get("dataEngine") or "v1"
+    return spec
+
+
+class ProvisionerController(Controller):
+    """csi-provisioner for ``driver.longhorn.io``: provisions marked claims and deletes released volumes."""
+
+    name = "csi-provisioner"
+    watches = (PVCS, PVS)
+
+    def __init__(self, ctx):
+        super().__init__(ctx)
+        pvlib.register(self.store, ctx)
+        # One identity per provisioner start, as csi-provisioner records it in every PV.
+        self.identity = "%d-%04d-%s" % (int(time.time() * 1000), random.randint(0, 9999), DRIVER)
+
+    def keys_for(self, event):
+        meta = event.obj["metadata"]
+        if event.type == "DELETED":
+            return []
+        return [(event.rtype_key[0], event.rtype_key[1], meta.get("namespace", ""), meta["name"])]
+
+    def reconcile(self, key):
+        _group, plural, namespace, name = key
+        if plural == PVCS[1]:
+            claim = self.store.try_get("persistentvolumeclaims", namespace, name)
+            return self._provision(claim) if claim is not None else None
+        volume = self.store.try_get("persistentvolumes", "", name)
+        return self._delete(volume) if volume is not None else None
+
+    # ---- provisioning --------------------------------------------------------------------
+    def _provision(self, claim):
+        meta = claim["metadata"]
+        annotations = meta.get("annotations") or {}
+        spec = claim.get("spec") or {}
+        if spec.get("volumeName") or meta.get("deletionTimestamp"):
+            return None
+        if DRIVER not in (annotations.get(pvlib.ANN_STORAGE_PROVISIONER), annotations.get(pvlib.ANN_BETA_STORAGE_PROVISIONER)):
+            return None
+        storage_class = self.store.try_get("storageclasses", "", pvlib.claim_class(claim))
+        if storage_class is None or storage_class.get("provisioner") != DRIVER:
+            return 2.0
+        if storage_class.get("volumeBindingMode") == pvlib.WAIT_FOR_FIRST_CONSUMER and not annotations.get(pvlib.ANN_SELECTED_NODE):
+            return None
+        pv_name = "pvc-%s" % meta["uid"]
+        if self.store.try_get("persistentvolumes", "", pv_name) is not None:
+            return None
+        volumes_rtype = self.store.registry.by_plural(LONGHORN_VOLUMES[1], LONGHORN_VOLUMES[0])
+        if volumes_rtype is None:
+            return 1.0      # Longhorn is not installed (yet): CreateVolume fails and is retried
+
+        parameters = {k: str(v) for k, v in (storage_class.get("parameters") or {}).items() if not k.startswith(PREFIXED_PARAMETER)}
+        modes = spec.get("accessModes") or []
+        if "ReadWriteMany" in modes:
+            parameters["share"] = "true"
+        if parameters.get("migratable") and "ReadWriteMany" not in modes:
+            parameters["migratable"] = "false"
+        access_mode = "rwx" if _bool_param(parameters, "share") else "rwo"
+        block = pvlib.volume_mode(spec) == "Block"
+        fs_type = None if block else next((storage_class["parameters"][k] for k in FS_TYPE_KEYS
+                                           if k in (storage_class.get("parameters") or {})), DEFAULT_FS_TYPE)
+        size = round_up_size(max(pvlib.quantity_value(pvlib.claim_request(claim)), MINIMAL_VOLUME_SIZE))
+        if fs_type == "xfs" and size < MINIMAL_VOLUME_SIZE_XFS:
+            LOG.warning("claim %s/%s: XFS filesystems with size %d, smaller than %d, are not supported",
+                        meta["namespace"], meta["name"], size, MINIMAL_VOLUME_SIZE_XFS)
+            return 30.0
+
+        volume = self.store.try_get(volumes_rtype, LONGHORN_NAMESPACE, pv_name)
+        if volume is None:
+            try:
+                volume = self.store.create(volumes_rtype, {
+                    "metadata": {"name": pv_name, "namespace": LONGHORN_NAMESPACE},
+                    "spec": volume_spec_for(parameters, size, access_mode),
+                }, user=PROVISIONER_USER)
+            except errors.AlreadyExists:
+                return 0.05
+            except errors.ApiError as exc:
+                LOG.warning("claim %s/%s: creating Longhorn volume %s failed: %s", meta["namespace"], meta["name"], pv_name, exc.message)
+                return 5.0
+        elif pvlib.quantity_value((volume.get("spec") or {}).get("size", "0")) != size:
+            LOG.warning("volume %s size %s differs from requested size %d", pv_name, volume["spec"].get("size"), size)
+            return 30.0
+        state = (volume.get("status") or {}).get("state")
+        if state in (None, "", "creating"):
+            # CreateVolume waits until the volume left "creating".
+            return 0.05
+
+        attributes = dict(parameters)
+        attributes[ANN_PROVISIONER_IDENTITY] = self.identity
+        csi = {"driver": DRIVER, "volumeHandle": pv_name, "volumeAttributes": attributes}
+        if fs_type:
+            csi["fsType"] = fs_type
+        pv_spec = {
+            "accessModes": list(modes),
+            "capacity": {"storage": pvlib.format_binary(size)},
+            "claimRef": pvlib.claim_reference(claim),
+            "csi": csi,
+            "persistentVolumeReclaimPolicy": storage_class.get("reclaimPolicy") or "Delete",
+            "storageClassName": storage_class["metadata"]["name"],
+            "volumeMode": pvlib.volume_mode(spec),
+        }
+        if storage_class.get("mountOptions"):
+            pv_spec["mountOptions"] = list(storage_class["mountOptions"])
+        try:
+            self.store.create("persistentvolumes", {
+                "metadata": {"name": pv_name, "annotations": {pvlib.ANN_DYNAMICALLY_PROVISIONED: DRIVER}},
+                "spec": pv_spec,
+            }, user=PROVISIONER_USER)
+        except errors.AlreadyExists:
+            pass
+        return None
+
+    # ---- deletion -------------------------------------------------------------------------
+    def _delete(self, volume):
+        """shouldDelete (Released, policy Delete, this driver), then DeleteVolume, then the PV."""
+        handle = longhorn_volume_handle(volume)
+        spec = volume.get("spec") or {}
+        if not handle or volume["metadata"].get("deletionTimestamp"):
+            return None
+        if (volume.get("status") or {}).get("phase") != "Released" or spec.get("persistentVolumeReclaimPolicy") != "Delete":
+            return None
+        volumes_rtype = self.store.registry.by_plural(LONGHORN_VOLUMES[1], LONGHORN_VOLUMES[0])
+        if volumes_rtype is not None:
+            longhorn_volume = self.store.try_get(volumes_rtype, LONGHORN_NAMESPACE, handle)
+            if longhorn_volume is not None:
+                if not longhorn_volume["metadata"].get("deletionTimestamp"):
+                    try:
+                        self.store.delete(volumes_rtype, LONGHORN_NAMESPACE, handle, user=PROVISIONER_USER)
+                    except errors.NotFound:
+                        pass
+                    except errors.ApiError as exc:
+                        LOG.warning("deleting Longhorn volume %s failed: %s", handle, exc.message)
+                        return 5.0
+                # DeleteVolume waits for the volume to be gone.
+                if self.store.try_get(volumes_rtype, LONGHORN_NAMESPACE, handle) is not None:
+                    return 0.1
+        try:
+            self.store.delete("persistentvolumes", "", volume["metadata"]["name"],
+                              preconditions={"uid": volume["metadata"]["uid"]}, user=PROVISIONER_USER)
+        except (errors.NotFound, errors.Conflict):
+            pass
+        return None
+
+
+class _PodVolumeIndex:
+    """Which Longhorn volumes each pod uses, from the pods' last events (deleted pods keep theirs until gone)."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.by_pod = {}        # (ns, pod) -> (node or "", frozenset(volume handles))
+
+    def set(self, ident, node, volumes):
+        with self.lock:
+            previous = self.by_pod.get(ident, ("", frozenset()))[1]
+            if node is None:
+                self.by_pod.pop(ident, None)
+            else:
+                self.by_pod[ident] = (node, frozenset(volumes))
+            return set(previous) | set(volumes)
+
+    def nodes_using(self, volume):
+        with self.lock:
+            return sorted({node for node, volumes in self.by_pod.values() if node and volume in volumes})
+
+    def volumes(self):
+        with self.lock:
+            return set().union(*[v for _n, v in self.by_pod.values()]) if self.by_pod else set()
+
+    def reset(self):
+        with self.lock:
+            self.by_pod = {}
+
+
+class AttacherController(Controller):
+    """Attach/detach for Longhorn PVs: tickets on the Longhorn VolumeAttachment, mirrored in storage.k8s.io."""
+
+    name = "csi-attacher"
+    watches = (PODS, LONGHORN_VOLUME_ATTACHMENTS)
+    resync_period = 30.0
+
+    def __init__(self, ctx):
+        super().__init__(ctx)
+        self._index = _PodVolumeIndex()
+
+    @staticmethod
+    def _key(volume):
+        return ("csi-attacher", "volume", LONGHORN_NAMESPACE, volume)
+
+    def _pod_volumes(self, pod):
+        namespace = pod["metadata"]["namespace"]
+        volumes = set()
+        for claim_name in pvlib.pod_claims(pod):
+            claim = self.store.try_get("persistentvolumeclaims", namespace, claim_name)
+            volume_name = ((claim or {}).get("spec") or {}).get("volumeName")
+            handle = longhorn_volume_handle(self.store.try_get("persistentvolumes", "", volume_name)) if volume_name else None
+            if handle:
+                volumes.add(handle)
+        return volumes
+
+    def _note_pod(self, pod, deleted):
+        ident = (pod["metadata"]["namespace"], pod["metadata"]["name"])
+        if deleted:
+            return self._index.set(ident, None, ())
+        node = (pod.get("spec") or {}).get("nodeName") or ""
+        # Only scheduled, not finished pods need their volumes attached.
+        if not node or pvlib.pod_is_terminated(pod):
+            return self._index.set(ident, "", ())
+        return self._index.set(ident, node, self._pod_volumes(pod))
+
+    def keys_for(self, event):
+        if event.rtype_key == PODS:
+            return [self._key(v) for v in sorted(self._note_pod(event.obj, event.type == "DELETED"))]
+        spec = event.obj.get("spec") or {}
+        volume = spec.get("volume") or event.obj["metadata"]["name"]
+        tickets = spec.get("attachmentTickets") or {}
+        if any(t.get("type") == attachments.CSI_ATTACHER for t in tickets.values()) or self._index.nodes_using(volume):
+            return [self._key(volume)]
+        return []
+
+    def initial_keys(self):
+        self._index.reset()
+        for pod in self.store.list("pods")[0]:
+            self._note_pod(pod, False)
+        volumes = self._index.volumes()
+        va_rtype = self.store.registry.by_plural(LONGHORN_VOLUME_ATTACHMENTS[1], LONGHORN_VOLUME_ATTACHMENTS[0])
+        if va_rtype is not None:
+            for va in self.store.list(va_rtype, LONGHORN_NAMESPACE)[0]:
+                tickets = (va.get("spec") or {}).get("attachmentTickets") or {}
+                if any(t.get("type") == attachments.CSI_ATTACHER for t in tickets.values()):
+                    volumes.add((va.get("spec") or {}).get("volume") or va["metadata"]["name"])
+        for va in self.store.list("volumeattachments")[0]:
+            if (va.get("spec") or {}).get("attacher") == DRIVER:
+                pv = self.store.try_get("persistentvolumes", "", ((va.get("spec") or {}).get("source") or {}).get("persistentVolumeName"))
+                handle = longhorn_volume_handle(pv)
+                if handle:
+                    volumes.add(handle)
+        return [self._key(v) for v in sorted(volumes)]
+
+    def reconcile(self, key):
+        volume = key[3]
+        wanted_nodes = self._index.nodes_using(volume)
+        va_rtype = self.store.registry.by_plural(LONGHORN_VOLUME_ATTACHMENTS[1], LONGHORN_VOLUME_ATTACHMENTS[0])
+        volumes_rtype = self.store.registry.by_plural(LONGHORN_VOLUMES[1], LONGHORN_VOLUMES[0])
+        if va_rtype is None or volumes_rtype is None:
+            return 1.0 if wanted_nodes else None
+        wanted = {attachment_id(volume, node): node for node in wanted_nodes}
+        current = {tid: t for tid, t in attachments.tickets(self.store, volume).items() if t.get("type") == attachments.CSI_ATTACHER}
+        delay = None
+        longhorn_volume = self.store.try_get(volumes_rtype, LONGHORN_NAMESPACE, volume)
+        for ticket_id, node in sorted(wanted.items()):
+            if ticket_id in current:
+                continue
+            if longhorn_volume is None or longhorn_volume["metadata"].get("deletionTimestamp"):
+                # ControllerPublishVolume: volume not found; the attach is retried.
+                delay = 1.0
+                continue
+            attachments.add_ticket(self.store, volume, ticket_id, attachments.CSI_ATTACHER, node_id=node)
+        for ticket_id in sorted(set(current) - set(wanted)):
+            attachments.remove_ticket(self.store, volume, ticket_id)
+        self._sync_kubernetes_attachments(volume, wanted)
+        return delay
+
+    def _sync_kubernetes_attachments(self, volume, wanted):
+        """The storage.k8s.io VolumeAttachments the attach/detach controller keeps for these attachments."""
+        pv_name = None
+        for name in sorted(wanted):
+            existing = self.store.try_get("volumeattachments", "", name)
+            satisfied = attachments.ticket_satisfied(self.store, volume, name)
+            if existing is None:
+                if pv_name is None:
+                    pv_name = self._pv_name(volume)
+                if pv_name is None:
+                    continue
+                try:
+                    existing = self.store.create("volumeattachments", {
+                        "metadata": {"name": name},
+                        "spec": {"attacher": DRIVER, "nodeName": wanted[name], "source": {"persistentVolumeName": pv_name}},
+                    }, user="system:serviceaccount:kube-system:attachdetach-controller")
+                except errors.AlreadyExists:
+                    existing = self.store.get("volumeattachments", "", name)
+            if bool((existing.get("status") or {}).get("attached")) != satisfied:
+                def _status(obj, attached=satisfied):
+                    obj["status"] = {"attached": attached}
+                self.store.modify("volumeattachments", "", name, _status, subresource="status", user="csi-attacher")
+        for va in self.store.list("volumeattachments")[0]:
+            name = va["metadata"]["name"]
+            if name in wanted or (va.get("spec") or {}).get("attacher") != DRIVER:
+                continue
+            source_pv = ((va.get("spec") or {}).get("source") or {}).get("persistentVolumeName")
+            if name == attachment_id(volume, (va.get("spec") or {}).get("nodeName", "")) or (
+                    source_pv and longhorn_volume_handle(self.store.try_get("persistentvolumes", "", source_pv)) == volume):
+                try:
+                    self.store.delete("volumeattachments", "", name, user="system:serviceaccount:kube-system:attachdetach-controller")
+                except errors.NotFound:
+                    pass
+
+    def _pv_name(self, volume):
+        for pv in self.store.list("persistentvolumes")[0]:
+            if longhorn_volume_handle(pv) == volume:
+                return pv["metadata"]["name"]
+        return None
+
+
+CONTROLLERS = (ProvisionerController, AttacherController)
