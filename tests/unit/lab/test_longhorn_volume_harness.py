@@ -1,0 +1,288 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, homelab.longhorn_dr contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Harness for the volume-side tests of the Longhorn emulator, and its own smoke tests.
+
+A ``LonghornEnv`` is a Store with Longhorn installed, the admission hooks, a ControllerManager
+running the volume-side controllers and the lab S3 server (one per session, each env under its
+own bucket prefix). The backup side (snapshot and backup controllers, target sync) is played by
+small stand-ins here until its controllers are in the tree.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import os
+import shutil
+import time
+import uuid
+
+import pytest
+
+from tests.lab.context import LONGHORN_NAMESPACE, LabConfig, LabContext
+from tests.lab.controllers.runtime import Controller, ControllerManager
+from tests.lab.faults import Faults
+from tests.lab.kube import builtin_validation, schema
+from tests.lab.kube.resources import Registry
+from tests.lab.kube.store import Store
+from tests.lab.longhorn import snapshots, system_webhooks, volume_webhooks, volumedata, webhooks
+from tests.lab.longhorn.backupstore import BackupStore, encode_backup_url
+from tests.lab.longhorn.install import install_longhorn
+from tests.lab.longhorn.system_backup_controller import SystemBackupController
+from tests.lab.longhorn.system_restore_controller import SystemRestoreController
+from tests.lab.longhorn.targets import parse_backup_target_url
+from tests.lab.longhorn.volume_controller import VolumeController
+from tests.lab.s3 import S3Server
+
+NS = LONGHORN_NAMESPACE
+MIB = 1024 * 1024
+SECRET_NAME = "minio-secret"
+
+
+def rfc3339(value=None):
+    return (value or datetime.datetime.now(datetime.timezone.utc)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def lh(store, plural):
+    return store.registry.by_plural(plural, "longhorn.io")
+
+
+def wait_for(predicate, timeout=15.0, interval=0.02, what="condition"):
+    """Poll ``predicate`` until it returns a truthy value; fail the test with ``what`` on timeout."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError("timed out after %.1fs waiting for %s (last value: %r)" % (timeout, what, last))
+
+
+class StandInSnapshotController(Controller):
+    """Backup-side stand-in: takes a Snapshot CR's image (ref §1.6) and marks it ready."""
+
+    name = "stand-in-snapshot"
+    watches = (("longhorn.io", "snapshots"),)
+
+    def reconcile(self, key):
+        rtype = lh(self.store, "snapshots")
+        snap = self.store.try_get(rtype, NS, key[3])
+        if snap is None or (snap.get("status") or {}).get("readyToUse") or not (snap.get("spec") or {}).get("createSnapshot"):
+            return None
+        volume = snap["spec"]["volume"]
+        snapshots.capture(self.ctx, volume, key[3])
+        size = len(snapshots.read(self.ctx, volume, key[3]))
+
+        def _ready(obj):
+            obj["status"] = {"readyToUse": True, "creationTime": rfc3339(), "size": size, "userCreated": True,
+                             "ownerID": "lab-node-1", "labels": {}, "markRemoved": False}
+        self.store.modify(rtype, NS, key[3], _ready, subresource="status")
+        return None
+
+
+class StandInBackupController(Controller):
+    """Backup-side stand-in: uploads a Backup CR's snapshot with BackupWriter and records the result (ref §1.3)."""
+
+    name = "stand-in-backup"
+    watches = (("longhorn.io", "backups"),)
+
+    def reconcile(self, key):
+        store = self.store
+        backup = store.try_get(lh(store, "backups"), NS, key[3])
+        if backup is None or (backup.get("status") or {}).get("state") or not (backup.get("spec") or {}).get("snapshotName"):
+            return None
+        snap_name = backup["spec"]["snapshotName"]
+        snap = store.get(lh(store, "snapshots"), NS, snap_name)
+        volume_name = snap["spec"]["volume"]
+        volume = store.get(lh(store, "volumes"), NS, volume_name)
+        if volume_name in self.ctx.faults.backup_failures:
+            self._status(key[3], {"state": "Error", "error": "injected backup failure"})
+            return None
+        env = self.ctx.extras["env"]
+        size = int(volume["spec"]["size"])
+        image = snapshots.read(self.ctx, volume_name, snap_name)
+        created = rfc3339()
+        writer = env.backupstore().begin_backup(volume_name, key[3], compression="lz4", volume_size=size)
+        writer.write_image(image)
+        cfg = writer.finish(snapshot_name=snap_name, snapshot_created_at=snap["status"]["creationTime"], created_at=created,
+                            volume_size=size, labels={"longhorn.io/volume-access-mode": "rwo"})
+        self._status(key[3], {
+            "state": "Completed", "progress": 100, "url": encode_backup_url(key[3], volume_name, env.normalized_url),
+            "snapshotName": snap_name, "snapshotCreatedAt": snap["status"]["creationTime"], "backupCreatedAt": created,
+            "size": str(cfg["Size"]), "labels": {"longhorn.io/volume-access-mode": "rwo"}, "volumeName": volume_name,
+            "volumeSize": str(size), "compressionMethod": "lz4", "backupTargetName": "default", "lastSyncedAt": created})
+
+        def _last(status):
+            status["lastBackup"] = key[3]
+            status["lastBackupAt"] = snap["status"]["creationTime"]
+        store.modify(lh(store, "volumes"), NS, volume_name, lambda o: _last(o.setdefault("status", {})), subresource="status")
+        return None
+
+    def _status(self, name, fields):
+        def _apply(obj):
+            obj.setdefault("status", {}).update(fields)
+        self.store.modify(lh(self.store, "backups"), NS, name, _apply, subresource="status")
+
+
+class LonghornEnv:
+    """One in-process Longhorn emulator for a test."""
+
+    def __init__(self, state_dir, s3_server, **config):
+        config.setdefault("step_delay", 0.01)
+        self.config = LabConfig(state_dir=str(state_dir), bucket=s3_server.bucket, region=s3_server.region, **config)
+        self.s3 = s3_server
+        self.prefix = "t-%s" % uuid.uuid4().hex[:10]
+        self.target_url = s3_server.backup_target_url(self.prefix)
+        self.normalized_url = parse_backup_target_url(self.target_url).normalized
+        self.faults = Faults()
+        self.store = Store(Registry())
+        self.ctx = LabContext(config=self.config, store=self.store, s3=s3_server, faults=self.faults)
+        self.ctx.extras["env"] = self
+        self.store.add_mutator(schema.schema_mutator)
+        self.store.add_validator(schema.schema_validator)
+        builtin_validation.register(self.store)
+        webhooks.register(self.store, self.ctx)
+        volume_webhooks.register(self.store, self.ctx)
+        system_webhooks.register(self.store, self.ctx)
+        install_longhorn(self.ctx)
+        self.manager = ControllerManager(self.store)
+        self.volumes = self.manager.add(VolumeController(self.ctx))
+        self.system_backups = self.manager.add(SystemBackupController(self.ctx))
+        self.system_restores = self.manager.add(SystemRestoreController(self.ctx))
+        self.manager.add(StandInSnapshotController(self.ctx))
+        self.manager.add(StandInBackupController(self.ctx))
+        self.manager.start()
+
+    def stop(self):
+        self.manager.stop()
+
+    # ---- objects ---------------------------------------------------------------
+    def backupstore(self):
+        return BackupStore(self.s3.client(), self.s3.bucket, parse_backup_target_url(self.target_url).path)
+
+    def get(self, plural, name, namespace=NS):
+        rtype = lh(self.store, plural) if namespace == NS and lh(self.store, plural) is not None else plural
+        return self.store.try_get(rtype, namespace, name)
+
+    def volume(self, name):
+        return self.get("volumes", name)
+
+    def create_volume(self, name, size=8 * MIB, **spec):
+        body = {"size": str(size), "frontend": "blockdev", "numberOfReplicas": 1}
+        body.update(spec)
+        return self.store.create(lh(self.store, "volumes"), {"metadata": {"name": name, "namespace": NS}, "spec": body})
+
+    def wait_volume(self, name, predicate, timeout=15.0, what=None):
+        def _check():
+            volume = self.volume(name)
+            return volume if volume is not None and volume.get("status") and predicate(volume) else None
+        return wait_for(_check, timeout, what=what or "volume %s" % name)
+
+    def wait_state(self, name, state, timeout=15.0):
+        return self.wait_volume(name, lambda v: (v.get("status") or {}).get("state") == state, timeout, "volume %s %s" % (name, state))
+
+    def write_files(self, volume_name, files):
+        root = self.ctx.volume_data_dir(volume_name)
+        for rel, content in files.items():
+            path = os.path.join(root, rel)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "wb") as handle:
+                handle.write(content)
+        return root
+
+    def configure_target(self):
+        """The credential Secret and BackupTarget default, made available as the target controller would (ref §1.1)."""
+        self.store.create("secrets", {"metadata": {"name": SECRET_NAME, "namespace": NS}, "type": "Opaque", "data": {
+            key: base64.b64encode(value.encode()).decode() for key, value in (
+                ("AWS_ACCESS_KEY_ID", self.s3.access_key), ("AWS_SECRET_ACCESS_KEY", self.s3.secret_key),
+                ("AWS_ENDPOINTS", self.s3.endpoint))}})
+        rtype = lh(self.store, "backuptargets")
+
+        def _spec(obj):
+            obj["spec"]["backupTargetURL"] = self.target_url
+            obj["spec"]["credentialSecret"] = SECRET_NAME
+        self.store.modify(rtype, NS, "default", _spec)
+
+        def _available(obj):
+            obj.setdefault("status", {})["available"] = True
+            obj["status"]["lastSyncedAt"] = rfc3339()
+        self.store.modify(rtype, NS, "default", _available, subresource="status")
+
+    def write_backup(self, volume_name, backup_name, image, size, labels=None, snapshot_created_at=None):
+        """A backup in the bucket made with BackupWriter, as another cluster would have left it."""
+        writer = self.backupstore().begin_backup(volume_name, backup_name, compression="lz4", volume_size=size)
+        writer.write_image(image)
+        return writer.finish(snapshot_name="snap-" + backup_name, snapshot_created_at=snapshot_created_at or rfc3339(),
+                             created_at=rfc3339(), volume_size=size, labels=labels or {})
+
+    def sync_backup_crs(self, volume_name, backup_name):
+        """Stand-in for the target/backup-volume sync: BackupVolume and Backup CRs of one remote backup (ref §1.4)."""
+        cfg = self.backupstore().read_backup_cfg(volume_name, backup_name)
+        bv_rtype, b_rtype = lh(self.store, "backupvolumes"), lh(self.store, "backups")
+        labels = {"backup-volume": volume_name, "backup-target": "default"}
+        bv_name = volume_name + "-bv"
+        if self.store.try_get(bv_rtype, NS, bv_name) is None:
+            self.store.create(bv_rtype, {"metadata": {"name": bv_name, "namespace": NS, "labels": labels},
+                                         "spec": {"backupTargetName": "default", "volumeName": volume_name}})
+        self.store.create(b_rtype, {"metadata": {"name": backup_name, "namespace": NS, "labels": labels},
+                                    "spec": {"snapshotName": "", "backupBlockSize": str(2 * MIB), "labels": {}}})
+        volume_cfg = self.backupstore().read_volume_cfg(volume_name)
+
+        def _status(obj):
+            obj["status"] = {
+                "state": "Completed", "url": encode_backup_url(backup_name, volume_name, self.normalized_url),
+                "snapshotName": cfg["SnapshotName"], "snapshotCreatedAt": cfg["SnapshotCreatedAt"], "backupCreatedAt": cfg["CreatedTime"],
+                "size": str(cfg["Size"]), "labels": cfg.get("Labels") or {}, "volumeName": volume_name,
+                "volumeSize": str(volume_cfg["Size"]), "compressionMethod": cfg["CompressionMethod"], "backupTargetName": "default"}
+        self.store.modify(b_rtype, NS, backup_name, _status, subresource="status")
+
+    def sync_system_backups(self):
+        """Stand-in for the target sync of system backups: CRs labelled longhorn.io/version (ref §1.7)."""
+        rtype = lh(self.store, "systembackups")
+        for item in self.backupstore().list_system_backups():
+            if self.store.try_get(rtype, NS, item["name"]) is None:
+                self.store.create(rtype, {"metadata": {"name": item["name"], "namespace": NS,
+                                                       "labels": {"longhorn.io/version": item["version"]}}, "spec": {}})
+
+    def wipe(self):
+        """The cluster is rebuilt: every object and all node-local data are gone, the bucket stays."""
+        self.store.wipe()
+        for sub in ("volumes", "snapshots"):
+            shutil.rmtree(self.config.path(sub), ignore_errors=True)
+        install_longhorn(self.ctx)
+        if self.store.try_get("namespaces", "", "default") is None:
+            self.store.create("namespaces", {"metadata": {"name": "default"}})
+        self.manager.resync()
+
+
+@pytest.fixture(scope="session")
+def lh_s3_server():
+    server = S3Server()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def env(tmp_path, lh_s3_server):
+    running = LonghornEnv(tmp_path / "lab", lh_s3_server)
+    yield running
+    running.stop()
+
+
+def test_env_installs_longhorn_with_volume_side_controllers(env):
+    assert env.store.try_get("namespaces", "", NS) is not None
+    names = [c.name for c in env.manager.controllers()]
+    assert names[:3] == ["longhorn-volume", "longhorn-system-backup", "longhorn-system-restore"]
+
+
+def test_env_backup_written_with_backupwriter_reads_back(env):
+    image = volumedata.image_from_dir(env.write_files("src-vol", {"a.txt": b"hello"}), 4 * MIB)
+    env.write_backup("src-vol", "backup-0123456789abcdef", image, 4 * MIB)
+    restored, size = env.backupstore().read_image("src-vol", "backup-0123456789abcdef")
+    assert size == 4 * MIB
+    assert len(restored) == 4 * MIB
+    assert volumedata.image_digest(restored) == volumedata.image_digest(image)
