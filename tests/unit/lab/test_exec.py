@@ -244,3 +244,22 @@ def test_request_without_streams_is_refused(lab):
     with pytest.raises(websocket.WebSocketBadStatusException) as caught:
         _raw_socket(server, "command=true", kube_exec.V4)
     assert caught.value.status_code == 400
+
+
+def test_exec_through_the_lab_api_server(lab_factory):
+    """The whole path: API server route, provisioning, attachment, a Running pod, then exec."""
+    running = lab_factory()
+    from kubernetes import config  # pylint: disable=import-outside-toplevel
+    api = client.CoreV1Api(config.new_client_from_config(running.kubeconfig))
+    api.create_namespaced_persistent_volume_claim("default", {"metadata": {"name": "data"}, "spec": {
+        "accessModes": ["ReadWriteOnce"], "storageClassName": "longhorn", "resources": {"requests": {"storage": "1Gi"}}}})
+    api.create_namespaced_pod("default", {"metadata": {"name": "app"}, "spec": {"containers": [
+        {"name": "app", "image": "busybox", "volumeMounts": [{"name": "data", "mountPath": "/data"}]}],
+        "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "data"}}]}})
+    assert running.wait_idle(timeout=30)
+    assert api.read_namespaced_pod("app", "default").status.phase == "Running"
+    out, _err, rc, _status = _k8s_exec(api, "app", ["sh", "-c", "echo through-the-api > /data/proof && cat /data/proof"])
+    assert (out, rc) == ("through-the-api\n", 0)
+    volume = api.read_namespaced_persistent_volume_claim("data", "default").spec.volume_name
+    with open(os.path.join(running.ctx.volume_data_dir(volume), "proof"), encoding="utf-8") as handle:
+        assert handle.read() == "through-the-api\n"
