@@ -384,8 +384,8 @@ def _validate_pvc_spec(spec):
 
 def _validate_pvc_update(store, obj, old, name):
     new_spec, old_spec = copy.deepcopy(obj.get("spec") or {}), copy.deepcopy(old.get("spec") or {})
-    if not old_spec.get("volumeName"):
-        old_spec["volumeName"] = new_spec.get("volumeName")
+    if not old_spec.get("volumeName") and "volumeName" in new_spec:
+        old_spec["volumeName"] = new_spec["volumeName"]
     if "storageClassName" not in old_spec and "storageClassName" in new_spec:
         old_spec["storageClassName"] = new_spec["storageClassName"]
     new_requests = (new_spec.get("resources") or {}).get("requests") or {}

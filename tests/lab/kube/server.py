@@ -20,6 +20,7 @@ import base64
 import binascii
 import copy
 import functools
+import hashlib
 import hmac
 import importlib
 import json
@@ -345,6 +346,8 @@ class ApiServer:
             if request.method != "GET":
                 raise errors.MethodNotAllowed("the server does not allow this method on the requested resource")
             return self._json(discovery)
+        if path == "/openapi/v3" or path.startswith("/openapi/v3/"):
+            return self._json(self._openapi_v3(path))
         if path.startswith(("/openapi", "/.well-known")):
             raise errors.ApiError("the server could not find the requested resource", code=404, reason="NotFound")
         fault = self.ctx.faults.api_fault_for(request.method, request.path) if getattr(self.ctx, "faults", None) else None
@@ -431,6 +434,49 @@ class ApiServer:
             entry.update(verbs=["get"])
         return entry
 
+    # ---- OpenAPI v3 (only what kubectl reads) ----------------------------------------------------
+    def _openapi_v3(self, path):
+        """The v3 discovery document, or one group-version's PATCH operations.
+
+        kubectl checks there that PATCH supports ``fieldValidation`` (server-side
+        validation); without request bodies it builds its patches from its own
+        types (built-ins) or as JSON merge patches (custom resources).
+        """
+        group_versions = sorted({(r.group, r.version) for r in self.registry.all()})
+        if path == "/openapi/v3":
+            paths = {}
+            for group, version in group_versions:
+                prefix = "api/%s" % version if not group else "apis/%s/%s" % (group, version)
+                digest = hashlib.sha256(json.dumps(self._openapi_paths(group, version), sort_keys=True).encode()).hexdigest()[:32].upper()
+                paths[prefix] = {"serverRelativeURL": "/openapi/v3/%s?hash=%s" % (prefix, digest)}
+            return {"paths": paths}
+        parts = path[len("/openapi/v3/"):].split("/")
+        if parts[0] == "api" and len(parts) == 2:
+            group, version = "", parts[1]
+        elif parts[0] == "apis" and len(parts) == 3:
+            group, version = parts[1], parts[2]
+        else:
+            raise errors.ApiError("the server could not find the requested resource", code=404, reason="NotFound")
+        if (group, version) not in group_versions:
+            raise errors.ApiError("the server could not find the requested resource", code=404, reason="NotFound")
+        return {"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": K8S_VERSION["gitVersion"]},
+                "paths": self._openapi_paths(group, version), "components": {"schemas": {}}}
+
+    def _openapi_paths(self, group, version):
+        params = [{"name": name, "in": "query", "schema": {"type": kind, "uniqueItems": True}} for name, kind in (
+            ("dryRun", "string"), ("fieldManager", "string"), ("fieldValidation", "string"), ("force", "boolean"))]
+        paths = {}
+        for rtype in self.registry.all():
+            if rtype.group != group or rtype.version != version:
+                continue
+            prefix = "/api/%s" % version if not group else "/apis/%s/%s" % (group, version)
+            scope = "/namespaces/{namespace}" if rtype.namespaced else ""
+            paths["%s%s/%s/{name}" % (prefix, scope, rtype.plural)] = {"patch": {
+                "operationId": "patch%s" % rtype.kind, "parameters": params, "x-kubernetes-action": "patch",
+                "x-kubernetes-group-version-kind": {"group": group, "version": version, "kind": rtype.kind},
+                "responses": {"200": {"description": "OK"}}}}
+        return paths
+
     # ---- request parsing ---------------------------------------------------------------------
     def _parse(self, path, info):
         parts = path.strip("/").split("/")
@@ -480,12 +526,15 @@ class ApiServer:
 
     async def _read_body(self, request, info, *, required=True, patch_type=None):
         raw = await request.read()
+        content_type = (request.content_type or "").lower()
+        if "protobuf" in content_type or "cbor" in content_type:
+            # kubectl's typed generators (kubectl create secret ...) send protobuf; the lab speaks JSON and YAML only.
+            raise errors.UnsupportedMediaType("the lab API server accepts JSON and YAML request bodies only, not %s" % content_type)
         if not raw.strip():
             if required:
                 raise errors.BadRequest("the body of the request was empty")
             return None
         text = raw.decode("utf-8", errors="replace")
-        content_type = (request.content_type or "").lower()
         try:
             body = json.loads(text)
         except ValueError:
