@@ -532,7 +532,7 @@ def _apply_list(current, applied, names, list_types):
     key = strategy[1]
     for item in applied:
         if not isinstance(item, dict) or key not in item:
-            raise errors.BadRequest("associative list with keys has an element that omits key field %q" % key)
+            raise errors.BadRequest("associative list with keys has an element that omits key field \"%s\"" % key)
         index = next((i for i, existing in enumerate(result) if isinstance(existing, dict) and existing.get(key) == item[key]), None)
         if index is None:
             result.append(copy.deepcopy(item))

@@ -307,8 +307,8 @@ class ApiServer:
 
     # ---- entry point -------------------------------------------------------------------
     async def _handle(self, request):
-        info = _Request(request.method, request.path, {k: request.query.getall(k) if len(request.query.getall(k)) > 1 else v
-                                                        for k, v in request.query.items()})
+        query = {k: request.query.getall(k) if len(request.query.getall(k)) > 1 else v for k, v in request.query.items()}
+        info = _Request(request.method, request.path, query)
         try:
             response = await self._dispatch(request, info)
         except errors.ApiError as exc:
@@ -520,8 +520,8 @@ class ApiServer:
         values = value if isinstance(value, list) else ([value] if value is not None else [])
         for item in values:
             if item != "All":
-                raise errors.Invalid("CreateOptions", "", [("dryRun", 'Unsupported value: "%s": supported values: "All"' % item,
-                                                             "FieldValueNotSupported")], group="meta.k8s.io")
+                cause = ("dryRun", 'Unsupported value: "%s": supported values: "All"' % item, "FieldValueNotSupported")
+                raise errors.Invalid("CreateOptions", "", [cause], group="meta.k8s.io")
         return bool(values)
 
     async def _read_body(self, request, info, *, required=True, patch_type=None):

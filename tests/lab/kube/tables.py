@@ -15,7 +15,9 @@ import datetime
 import json
 import re
 
-_TOKEN = re.compile(r"""\.([A-Za-z0-9_\-$]+)|\[\s*'([^']*)'\s*\]|\[\s*"([^"]*)"\s*\]|\[(\*|-?\d+)\]|\[\?\(@\.([A-Za-z0-9_.\-]+)\s*(==|!=)\s*(?:'([^']*)'|"([^"]*)"|([^)\s]+))\)\]""")
+_TOKEN = re.compile(
+    r"""\.([A-Za-z0-9_\-$]+)|\[\s*'([^']*)'\s*\]|\[\s*"([^"]*)"\s*\]|\[(\*|-?\d+)\]"""
+    r"""|\[\?\(@\.([A-Za-z0-9_.\-]+)\s*(==|!=)\s*(?:'([^']*)'|"([^"]*)"|([^)\s]+))\)\]""")
 _ACCESS_MODES = {"ReadWriteOnce": "RWO", "ReadOnlyMany": "ROX", "ReadWriteMany": "RWX", "ReadWriteOncePod": "RWOP"}
 _NAME_DESCRIPTION = "Name must be unique within a namespace. More info: https://kubernetes.io/docs/concepts/overview/working-with-objects/names#names"
 _AGE_DESCRIPTION = "CreationTimestamp is a timestamp representing the server time when this object was created."
@@ -322,8 +324,10 @@ def build_table(rtype, items, *, crd=None, include_object="Metadata", resource_v
     rows = []
     if rtype.is_crd:
         columns = _crd_columns(rtype, crd)
-        definitions = [_name_column()] + [_column(c.get("name", ""), c.get("type", "string"), c.get("description", ""),
-                                                   int(c.get("priority", 0)), c.get("format", "")) for c in columns]
+        definitions = [_name_column()]
+        for column in columns:
+            definitions.append(_column(column.get("name", ""), column.get("type", "string"), column.get("description", ""),
+                                       int(column.get("priority", 0)), column.get("format", "")))
         for obj in items:
             rows.append({"cells": [_meta(obj).get("name", "")] + [_crd_cell(c, obj) for c in columns], "object": _row_object(obj, include_object)})
     elif rtype.kind == "Event":

@@ -290,8 +290,8 @@ def test_namespace_deletion_terminates_then_removes_contents(api):
     with pytest.raises(ApiException) as caught:
         api.core.create_namespaced_config_map("doomed", configmap("late", namespace="doomed"))
     assert caught.value.status == 403 and "is being terminated" in caught.value.body
-    api.resource("v1", "ConfigMap").patch(body={"metadata": {"finalizers": []}}, name="held", namespace="doomed",
-                                         content_type="application/merge-patch+json")
+    configmaps = api.resource("v1", "ConfigMap")
+    configmaps.patch(body={"metadata": {"finalizers": []}}, name="held", namespace="doomed", content_type="application/merge-patch+json")
     with pytest.raises(NotFoundError):
         namespaces.get(name="doomed")
 
@@ -330,8 +330,8 @@ def test_scale_subresource_maps_to_spec_replicas(api):
 
 
 def test_pod_log_and_exec_routes(api):
-    api.resource("v1", "Pod").create({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}},
-                                      namespace="default")
+    pod = {"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}}
+    api.resource("v1", "Pod").create(pod, namespace="default")
     assert api.core.read_namespaced_pod_log("p", "default") == ""
     status, _headers, body = api.raw("POST", "/api/v1/namespaces/default/pods/missing/exec?command=true&stdout=true")
     assert status == 404 and body["reason"] == "NotFound"

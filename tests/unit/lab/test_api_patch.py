@@ -80,8 +80,8 @@ def test_strategic_merge_uses_patch_merge_keys():
     result = patch.strategic_merge_patch(original, {
         "metadata": {"finalizers": ["b", "a"]},
         "spec": {"template": {"spec": {
-            "containers": [{"name": "app", "image": "v2", "env": [{"name": "B", "value": "3"}, {"name": "C", "value": "4"},
-                                                                    {"name": "A", "$patch": "delete"}],
+            "containers": [{"name": "app", "image": "v2",
+                            "env": [{"name": "B", "value": "3"}, {"name": "C", "value": "4"}, {"name": "A", "$patch": "delete"}],
                             "ports": [{"containerPort": 443}], "args": ["--y"]},
                            {"name": "sidecar", "$patch": "delete"}],
             "volumes": [{"name": "cache", "emptyDir": {}}],

@@ -70,8 +70,8 @@ def test_custom_resource_table_uses_printer_columns():
 
 
 def test_table_over_http_for_pods_and_custom_resources(api):
-    api.resource("v1", "Pod").create({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}},
-                                      namespace="default")
+    pod = {"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}}
+    api.resource("v1", "Pod").create(pod, namespace="default")
     api.resource("lab.example.com/v1beta2", "Widget").create(widget("w"), namespace="default")
     status, headers, table = api.raw("GET", "/api/v1/pods", headers={"Accept": TABLE_ACCEPT})
     assert status == 200 and headers["Content-Type"] == "application/json" and table["kind"] == "Table"
