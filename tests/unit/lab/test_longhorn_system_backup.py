@@ -215,7 +215,11 @@ def test_a_failed_volume_backup_fails_the_system_backup(env):  # pylint: disable
     condition = [c for c in status["conditions"] if c["type"] == "Error"][0]
     assert condition["status"] == "True"
     assert condition["reason"] == "Start"
-    assert re.match(r"^failed creating Volume backup system-backup-[0-9a-f]{16}: injected backup failure$", condition["message"])
+    backup = env.store.list(lh(env.store, "backups"), NS)[0][0]
+    assert backup["status"]["state"] == "Error"
+    # The backup's own error follows the prefix (backup_controller's wording).
+    assert condition["message"] == "failed creating Volume backup %s: %s" % (backup["metadata"]["name"], backup["status"]["error"])
+    assert SYSTEM_BACKUP_NAME.match(backup["metadata"]["name"])
     assert env.backupstore().list_system_backups() == []
 
 

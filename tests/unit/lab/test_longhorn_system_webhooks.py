@@ -86,8 +86,8 @@ def test_system_restore_needs_an_existing_system_backup(env):  # pylint: disable
 
 
 def test_only_one_system_restore_in_progress(env):  # pylint: disable=redefined-outer-name
-    env.manager.stop()      # only admission matters here; no controller may finish the first restore
     env.configure_target()
+    env.manager.stop()      # only admission matters from here; no controller may finish the first restore
     _system_backup(env, "sb-2", policy="disabled")
     rtype = lh(env.store, "systemrestores")
     env.store.create(rtype, {"metadata": {"name": "sr-running", "namespace": NS, "labels": {"longhorn.io/system-restore": "InProgress"}},

@@ -4,10 +4,9 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Harness for the volume-side tests of the Longhorn emulator, and its own smoke tests.
 
-A ``LonghornEnv`` is a Store with Longhorn installed, the admission hooks, a ControllerManager
-running the volume-side controllers and the lab S3 server (one per session, each env under its
-own bucket prefix). The backup side (snapshot and backup controllers, target sync) is played by
-small stand-ins here until its controllers are in the tree.
+A ``LonghornEnv`` is a Store with Longhorn installed, all Longhorn admission hooks, a
+ControllerManager running every Longhorn controller of the emulator (volume side and backup
+side) and the lab S3 server (one per session, each env under its own bucket prefix).
 """
 
 from __future__ import annotations
@@ -22,13 +21,24 @@ import uuid
 import pytest
 
 from tests.lab.context import LONGHORN_NAMESPACE, LabConfig, LabContext
-from tests.lab.controllers.runtime import Controller, ControllerManager
+from tests.lab.controllers.runtime import ControllerManager
 from tests.lab.faults import Faults
 from tests.lab.kube import builtin_validation, schema
 from tests.lab.kube.resources import Registry
 from tests.lab.kube.store import Store
-from tests.lab.longhorn import snapshots, system_webhooks, volume_webhooks, volumedata, webhooks
-from tests.lab.longhorn.backupstore import BackupStore, encode_backup_url
+from tests.lab.longhorn import (
+    backup_controller,
+    backup_target_controller,
+    backup_volume_controller,
+    common,
+    settings_controller,
+    snapshot_controller,
+    system_webhooks,
+    volume_webhooks,
+    volumedata,
+    webhooks,
+)
+from tests.lab.longhorn.backupstore import BackupStore
 from tests.lab.longhorn.install import install_longhorn
 from tests.lab.longhorn.system_backup_controller import SystemBackupController
 from tests.lab.longhorn.system_restore_controller import SystemRestoreController
@@ -61,72 +71,6 @@ def wait_for(predicate, timeout=15.0, interval=0.02, what="condition"):
     raise AssertionError("timed out after %.1fs waiting for %s (last value: %r)" % (timeout, what, last))
 
 
-class StandInSnapshotController(Controller):
-    """Backup-side stand-in: takes a Snapshot CR's image (ref §1.6) and marks it ready."""
-
-    name = "stand-in-snapshot"
-    watches = (("longhorn.io", "snapshots"),)
-
-    def reconcile(self, key):
-        rtype = lh(self.store, "snapshots")
-        snap = self.store.try_get(rtype, NS, key[3])
-        if snap is None or (snap.get("status") or {}).get("readyToUse") or not (snap.get("spec") or {}).get("createSnapshot"):
-            return None
-        volume = snap["spec"]["volume"]
-        snapshots.capture(self.ctx, volume, key[3])
-        size = len(snapshots.read(self.ctx, volume, key[3]))
-
-        def _ready(obj):
-            obj["status"] = {"readyToUse": True, "creationTime": rfc3339(), "size": size, "userCreated": True,
-                             "ownerID": "lab-node-1", "labels": {}, "markRemoved": False}
-        self.store.modify(rtype, NS, key[3], _ready, subresource="status")
-        return None
-
-
-class StandInBackupController(Controller):
-    """Backup-side stand-in: uploads a Backup CR's snapshot with BackupWriter and records the result (ref §1.3)."""
-
-    name = "stand-in-backup"
-    watches = (("longhorn.io", "backups"),)
-
-    def reconcile(self, key):
-        store = self.store
-        backup = store.try_get(lh(store, "backups"), NS, key[3])
-        if backup is None or (backup.get("status") or {}).get("state") or not (backup.get("spec") or {}).get("snapshotName"):
-            return None
-        snap_name = backup["spec"]["snapshotName"]
-        snap = store.get(lh(store, "snapshots"), NS, snap_name)
-        volume_name = snap["spec"]["volume"]
-        volume = store.get(lh(store, "volumes"), NS, volume_name)
-        if volume_name in self.ctx.faults.backup_failures:
-            self._status(key[3], {"state": "Error", "error": "injected backup failure"})
-            return None
-        env = self.ctx.extras["env"]
-        size = int(volume["spec"]["size"])
-        image = snapshots.read(self.ctx, volume_name, snap_name)
-        created = rfc3339()
-        writer = env.backupstore().begin_backup(volume_name, key[3], compression="lz4", volume_size=size)
-        writer.write_image(image)
-        cfg = writer.finish(snapshot_name=snap_name, snapshot_created_at=snap["status"]["creationTime"], created_at=created,
-                            volume_size=size, labels={"longhorn.io/volume-access-mode": "rwo"})
-        self._status(key[3], {
-            "state": "Completed", "progress": 100, "url": encode_backup_url(key[3], volume_name, env.normalized_url),
-            "snapshotName": snap_name, "snapshotCreatedAt": snap["status"]["creationTime"], "backupCreatedAt": created,
-            "size": str(cfg["Size"]), "labels": {"longhorn.io/volume-access-mode": "rwo"}, "volumeName": volume_name,
-            "volumeSize": str(size), "compressionMethod": "lz4", "backupTargetName": "default", "lastSyncedAt": created})
-
-        def _last(status):
-            status["lastBackup"] = key[3]
-            status["lastBackupAt"] = snap["status"]["creationTime"]
-        store.modify(lh(store, "volumes"), NS, volume_name, lambda o: _last(o.setdefault("status", {})), subresource="status")
-        return None
-
-    def _status(self, name, fields):
-        def _apply(obj):
-            obj.setdefault("status", {}).update(fields)
-        self.store.modify(lh(self.store, "backups"), NS, name, _apply, subresource="status")
-
-
 class LonghornEnv:
     """One in-process Longhorn emulator for a test."""
 
@@ -136,7 +80,6 @@ class LonghornEnv:
         self.s3 = s3_server
         self.prefix = "t-%s" % uuid.uuid4().hex[:10]
         self.target_url = s3_server.backup_target_url(self.prefix)
-        self.normalized_url = parse_backup_target_url(self.target_url).normalized
         self.faults = Faults()
         self.store = Store(Registry())
         self.ctx = LabContext(config=self.config, store=self.store, s3=s3_server, faults=self.faults)
@@ -152,8 +95,9 @@ class LonghornEnv:
         self.volumes = self.manager.add(VolumeController(self.ctx))
         self.system_backups = self.manager.add(SystemBackupController(self.ctx))
         self.system_restores = self.manager.add(SystemRestoreController(self.ctx))
-        self.manager.add(StandInSnapshotController(self.ctx))
-        self.manager.add(StandInBackupController(self.ctx))
+        for module in (settings_controller, backup_target_controller, backup_volume_controller, snapshot_controller, backup_controller):
+            for controller_class in module.CONTROLLERS:
+                self.manager.add(controller_class(self.ctx))
         self.manager.start()
 
     def stop(self):
@@ -205,11 +149,9 @@ class LonghornEnv:
             obj["spec"]["backupTargetURL"] = self.target_url
             obj["spec"]["credentialSecret"] = SECRET_NAME
         self.store.modify(rtype, NS, "default", _spec)
-
-        def _available(obj):
-            obj.setdefault("status", {})["available"] = True
-            obj["status"]["lastSyncedAt"] = rfc3339()
-        self.store.modify(rtype, NS, "default", _available, subresource="status")
+        # The target controller finds the store reachable, then syncs it (ref §1.1).
+        wait_for(lambda: (self.get("backuptargets", "default").get("status") or {}).get("available"), what="backup target available")
+        wait_for(lambda: (self.get("backuptargets", "default").get("status") or {}).get("lastSyncedAt"), what="first target sync")
 
     def write_backup(self, volume_name, backup_name, image, size, labels=None, snapshot_created_at=None):
         """A backup in the bucket made with BackupWriter, as another cluster would have left it."""
@@ -218,34 +160,30 @@ class LonghornEnv:
         return writer.finish(snapshot_name="snap-" + backup_name, snapshot_created_at=snapshot_created_at or rfc3339(),
                              created_at=rfc3339(), volume_size=size, labels=labels or {})
 
-    def sync_backup_crs(self, volume_name, backup_name):
-        """Stand-in for the target/backup-volume sync: BackupVolume and Backup CRs of one remote backup (ref §1.4)."""
-        cfg = self.backupstore().read_backup_cfg(volume_name, backup_name)
-        bv_rtype, b_rtype = lh(self.store, "backupvolumes"), lh(self.store, "backups")
-        labels = {"backup-volume": volume_name, "backup-target": "default"}
-        bv_name = volume_name + "-bv"
-        if self.store.try_get(bv_rtype, NS, bv_name) is None:
-            self.store.create(bv_rtype, {"metadata": {"name": bv_name, "namespace": NS, "labels": labels},
-                                         "spec": {"backupTargetName": "default", "volumeName": volume_name}})
-        self.store.create(b_rtype, {"metadata": {"name": backup_name, "namespace": NS, "labels": labels},
-                                    "spec": {"snapshotName": "", "backupBlockSize": str(2 * MIB), "labels": {}}})
-        volume_cfg = self.backupstore().read_volume_cfg(volume_name)
+    def sync(self):
+        """Ask for a target sync, as a user would by bumping syncRequestedAt (ref §1.1)."""
+        common.request_sync(self.store, "backuptargets", "default")
 
-        def _status(obj):
-            obj["status"] = {
-                "state": "Completed", "url": encode_backup_url(backup_name, volume_name, self.normalized_url),
-                "snapshotName": cfg["SnapshotName"], "snapshotCreatedAt": cfg["SnapshotCreatedAt"], "backupCreatedAt": cfg["CreatedTime"],
-                "size": str(cfg["Size"]), "labels": cfg.get("Labels") or {}, "volumeName": volume_name,
-                "volumeSize": str(volume_cfg["Size"]), "compressionMethod": cfg["CompressionMethod"], "backupTargetName": "default"}
-        self.store.modify(b_rtype, NS, backup_name, _status, subresource="status")
+    def sync_backup_crs(self, volume_name, backup_name):
+        """Sync the target until the remote backup is a Completed Backup CR (ref §1.4)."""
+        def _synced():
+            backup = self.get("backups", backup_name)
+            if ((backup or {}).get("status") or {}).get("state") == "Completed":
+                return backup
+            self.sync()
+            return None
+        return wait_for(_synced, interval=0.2, what="Backup CR %s of %s synced" % (backup_name, volume_name))
 
     def sync_system_backups(self):
-        """Stand-in for the target sync of system backups: CRs labelled longhorn.io/version (ref §1.7)."""
-        rtype = lh(self.store, "systembackups")
-        for item in self.backupstore().list_system_backups():
-            if self.store.try_get(rtype, NS, item["name"]) is None:
-                self.store.create(rtype, {"metadata": {"name": item["name"], "namespace": NS,
-                                                       "labels": {"longhorn.io/version": item["version"]}}, "spec": {}})
+        """Sync the target: system backups in the store become SystemBackup CRs labelled with their version (ref §1.7)."""
+        names = {item["name"] for item in self.backupstore().list_system_backups()}
+
+        def _synced():
+            if all(self.get("systembackups", name) is not None for name in names):
+                return True
+            self.sync()
+            return False
+        wait_for(_synced, interval=0.2, what="SystemBackup CRs of %s" % sorted(names))
 
     def wipe(self):
         """The cluster is rebuilt: every object and all node-local data are gone, the bucket stays."""
