@@ -317,9 +317,11 @@ class AttacherController(Controller):
         return []
 
     def initial_keys(self):
-        self._index.reset()
-        for pod in self.store.list("pods")[0]:
-            self._note_pod(pod, False)
+        # Rebuilt under the store's lock, so no pod event falls between the listing and the index.
+        with self.store.changed:
+            self._index.reset()
+            for pod in self.store.list("pods")[0]:
+                self._note_pod(pod, False)
         volumes = self._index.volumes()
         va_rtype = self.store.registry.by_plural(LONGHORN_VOLUME_ATTACHMENTS[1], LONGHORN_VOLUME_ATTACHMENTS[0])
         if va_rtype is not None:

@@ -274,19 +274,20 @@ class PersistentVolumeController(Controller):
         return []
 
     def initial_keys(self):
-        keys = []
-        with self._lock:
-            self._claims_by_volume_name = {}
-        for claim in self.store.list("persistentvolumeclaims")[0]:
-            meta = claim["metadata"]
-            wanted = (claim.get("spec") or {}).get("volumeName")
-            if wanted:
-                with self._lock:
-                    self._claims_by_volume_name.setdefault(wanted, set()).add((meta["namespace"], meta["name"]))
-            keys.append(self._claim_key(meta["namespace"], meta["name"]))
-        volumes = self.store.list("persistentvolumes")[0]
-        with self._lock:
-            self._volumes = {v["metadata"]["name"]: v for v in volumes}
+        # Under the store's lock no event slips between the listing and the rebuilt caches
+        # (the lock order is the one keys_for runs in: store, then ours).
+        with self.store.changed:
+            claims = self.store.list("persistentvolumeclaims")[0]
+            volumes = self.store.list("persistentvolumes")[0]
+            with self._lock:
+                self._claims_by_volume_name = {}
+                for claim in claims:
+                    wanted = (claim.get("spec") or {}).get("volumeName")
+                    if wanted:
+                        meta = claim["metadata"]
+                        self._claims_by_volume_name.setdefault(wanted, set()).add((meta["namespace"], meta["name"]))
+                self._volumes = {v["metadata"]["name"]: v for v in volumes}
+        keys = [self._claim_key(c["metadata"]["namespace"], c["metadata"]["name"]) for c in claims]
         keys.extend(self._volume_key(v["metadata"]["name"]) for v in volumes)
         return keys
 
@@ -362,6 +363,19 @@ class PersistentVolumeController(Controller):
 
     def _find_best_match(self, claim, delay_binding):
         """FindMatchingVolume: a volume pre-bound to the claim, else the smallest fitting Available one."""
+        with self._lock:
+            cached = list(self._volumes.values())
+        best = self._match(claim, delay_binding, cached)
+        if best is None:
+            return None
+        # Bind what the store holds now; if the cache was behind, decide again on the store's volumes.
+        fresh = self.store.try_get("persistentvolumes", "", best["metadata"]["name"])
+        if fresh is not None and self._match(claim, delay_binding, [fresh]) is not None:
+            return fresh
+        return self._match(claim, delay_binding, self.store.list("persistentvolumes")[0])
+
+    @staticmethod
+    def _match(claim, delay_binding, volumes):
         requested = claim_request(claim)
         wanted_modes = set((claim.get("spec") or {}).get("accessModes") or [])
         wanted_class = claim_class(claim)
@@ -369,9 +383,7 @@ class PersistentVolumeController(Controller):
         requirements = selector_from_match_labels(selector) if selector else None
         node_known = ANN_SELECTED_NODE in (claim["metadata"].get("annotations") or {})
         best, best_size = None, None
-        with self._lock:
-            volumes = sorted(self._volumes.values(), key=lambda v: v["metadata"]["name"])
-        for volume in volumes:
+        for volume in sorted(volumes, key=lambda v: v["metadata"]["name"]):
             vspec = volume.get("spec") or {}
             if volume_mode(vspec) != volume_mode(claim.get("spec")):
                 continue
@@ -383,7 +395,7 @@ class PersistentVolumeController(Controller):
             if is_volume_bound_to_claim(volume, claim):
                 if size < requested:
                     continue
-                return self.store.try_get("persistentvolumes", "", volume["metadata"]["name"])
+                return volume
             # With delayed binding the scheduler matches volumes once it picked a node; the lab plays it here.
             if delay_binding and not node_known:
                 continue
@@ -395,8 +407,7 @@ class PersistentVolumeController(Controller):
                 continue
             if size >= requested and (best is None or size < best_size):
                 best, best_size = volume, size
-        # The cache may trail the store by an event still being delivered: bind what the store has now.
-        return self.store.try_get("persistentvolumes", "", best["metadata"]["name"]) if best is not None else None
+        return best
 
     def _assign_default_storage_class(self, claim):
         """Retroactive default StorageClass assignment (Kubernetes >= 1.28) for claims with a nil class."""
@@ -523,8 +534,13 @@ class PersistentVolumeController(Controller):
         uid = volume["metadata"]["uid"]
         reference = claim_reference(claim)
 
+        version = volume["metadata"].get("resourceVersion")
+
         def _bind(obj):
             self._same(obj, uid, PVS)
+            # Like the real controller's Update: a volume changed since it was chosen is chosen again.
+            if version and obj["metadata"].get("resourceVersion") != version:
+                raise errors.Conflict(PVS[1], obj["metadata"]["name"])
             by_controller = not is_volume_bound_to_claim(obj, claim)
             ref = obj["spec"].get("claimRef") or {}
             if (ref.get("name"), ref.get("namespace"), ref.get("uid")) != (reference["name"], reference["namespace"], reference["uid"]):

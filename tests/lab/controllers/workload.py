@@ -267,15 +267,17 @@ class PodController(Controller):
         return self._pods_using(*claim) if claim else []
 
     def initial_keys(self):
-        with self._lock:
-            self._pods_by_claim = {}
-            self._claim_by_handle = {}
-        for volume in self.store.list("persistentvolumes")[0]:
-            self._note_pv(volume, False)
-        keys = []
-        for pod in self.store.list("pods")[0]:
-            self._note_pod(pod, None, False)
-            keys.append(self._pod_key(pod["metadata"]["namespace"], pod["metadata"]["name"]))
+        # Rebuilt under the store's lock, so no event falls between the listing and the indexes.
+        with self.store.changed:
+            with self._lock:
+                self._pods_by_claim = {}
+                self._claim_by_handle = {}
+            for volume in self.store.list("persistentvolumes")[0]:
+                self._note_pv(volume, False)
+            keys = []
+            for pod in self.store.list("pods")[0]:
+                self._note_pod(pod, None, False)
+                keys.append(self._pod_key(pod["metadata"]["namespace"], pod["metadata"]["name"]))
         return keys
 
     def reconcile(self, key):

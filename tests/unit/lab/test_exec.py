@@ -15,6 +15,7 @@ import base64
 import json
 import os
 import threading
+import time
 
 import pytest
 import websocket
@@ -256,8 +257,10 @@ def test_exec_through_the_lab_api_server(lab_factory):
     api.create_namespaced_pod("default", {"metadata": {"name": "app"}, "spec": {"containers": [
         {"name": "app", "image": "busybox", "volumeMounts": [{"name": "data", "mountPath": "/data"}]}],
         "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "data"}}]}})
-    assert running.wait_idle(timeout=30)
-    assert api.read_namespaced_pod("app", "default").status.phase == "Running"
+    deadline = time.monotonic() + 30
+    while api.read_namespaced_pod("app", "default").status.phase != "Running":
+        assert time.monotonic() < deadline, "the pod did not start"
+        time.sleep(0.1)
     out, _err, rc, _status = _k8s_exec(api, "app", ["sh", "-c", "echo through-the-api > /data/proof && cat /data/proof"])
     assert (out, rc) == ("through-the-api\n", 0)
     volume = api.read_namespaced_persistent_volume_claim("data", "default").spec.volume_name
