@@ -389,3 +389,45 @@ def test_k8s_exec_in_a_running_pod(run_playbook, lab, tmp_path):
     assert "stdout" in ran, json.dumps(ran)
     assert ran["stdout"].strip() == "out-text" and ran["stderr"].strip() == "err-text", ran
     assert ran["rc"] == 3, ran
+
+
+def test_k8s_force_replace_of_a_custom_resource_needs_a_resource_version(run_playbook, lab, tmp_path):
+    assert run_playbook(_playbook(tmp_path, "resources.yml", RESOURCES_TASKS)).rc == 0
+    playbook = _playbook(tmp_path, "force.yml", """\
+        - name: Replace without a resourceVersion
+          kubernetes.core.k8s:
+            force: true
+            definition:
+              apiVersion: longhorn.io/v1beta2
+              kind: RecurringJob
+              metadata: {name: nightly, namespace: longhorn-system}
+              spec: {task: backup, cron: "0 1 * * *", retain: 7, concurrency: 1, groups: [default]}
+
+        - name: Replace a ConfigMap the same way
+          kubernetes.core.k8s:
+            force: true
+            definition:
+              apiVersion: v1
+              kind: ConfigMap
+              metadata: {name: settings, namespace: kc-test}
+              data: {retention: "9"}
+        """)
+    result = run_playbook(playbook)
+    # Custom resources allow no unconditional update (PUT without metadata.resourceVersion); built-ins do.
+    assert result.rc != 0, result
+    assert "metadata.resourceVersion: Invalid value: 0x0: must be specified for an update" in _task(
+        result, "Replace without a resourceVersion")["msg"], result
+    assert lab.store.get("recurringjobs", "longhorn-system", "nightly")["spec"]["cron"] == "0 2 * * *"
+    configmap_only = _playbook(tmp_path, "force-cm.yml", """\
+        - name: Replace a ConfigMap
+          kubernetes.core.k8s:
+            force: true
+            definition:
+              apiVersion: v1
+              kind: ConfigMap
+              metadata: {name: settings, namespace: kc-test}
+              data: {retention: "9"}
+        """)
+    replaced = run_playbook(configmap_only)
+    assert replaced.rc == 0 and _task(replaced, "Replace a ConfigMap")["method"] == "replace", replaced
+    assert lab.store.get("configmaps", NAMESPACE, "settings")["data"] == {"retention": "9"}
