@@ -272,3 +272,23 @@ def test_restoring_volume_serves_a_workload_only_after_the_restore(env, tmp_path
     assert volume["status"]["state"] == "attached"
     assert volume["status"]["restoreRequired"] is False
     assert volume["spec"]["disableFrontend"] is False
+
+
+def test_standby_volume_keeps_restoring_until_activated(env, tmp_path):  # pylint: disable=redefined-outer-name
+    env.configure_target()
+    source = _backed_up_source(env, tmp_path)
+    # A DR volume needs no frontend (the validator exempts standby volumes).
+    env.create_volume("dr", frontend="", fromBackup=_from_backup(env), Standby=True)
+    volume = env.wait_volume("dr", lambda v: v["status"].get("isStandby") and v["status"].get("state") == "attached", what="standby attached")
+    wait_for(lambda: volumedata.dir_digest(env.ctx.volume_data_dir("dr")) == volumedata.dir_digest(source), what="standby data")
+    time.sleep(0.3)
+    volume = env.volume("dr")
+    assert volume["status"]["restoreRequired"] is True
+    assert volume["status"]["state"] == "attached"
+
+    def _activate(obj):
+        obj["spec"]["Standby"] = False
+        obj["spec"]["frontend"] = "blockdev"
+    env.store.modify(lh(env.store, "volumes"), NS, "dr", _activate)
+    volume = env.wait_volume("dr", lambda v: not v["status"]["restoreRequired"] and v["status"]["state"] == "detached", what="activated")
+    assert volume["status"]["isStandby"] is False
