@@ -402,15 +402,6 @@ def test_k8s_force_replace_of_a_custom_resource_needs_a_resource_version(run_pla
               kind: RecurringJob
               metadata: {name: nightly, namespace: longhorn-system}
               spec: {task: backup, cron: "0 1 * * *", retain: 7, concurrency: 1, groups: [default]}
-
-        - name: Replace a ConfigMap the same way
-          kubernetes.core.k8s:
-            force: true
-            definition:
-              apiVersion: v1
-              kind: ConfigMap
-              metadata: {name: settings, namespace: kc-test}
-              data: {retention: "9"}
         """)
     result = run_playbook(playbook)
     # Custom resources allow no unconditional update (PUT without metadata.resourceVersion); built-ins do.

@@ -62,7 +62,7 @@ USER = "system:admin"
 WRITE_VERBS = ("create", "update", "patch", "delete", "deletecollection")
 BOOKMARK_INTERVAL = 1.0
 WATCH_POLL = 0.05
-MAX_BODY = 3 * 1024 * 1024 + 64 * 1024
+MAX_BODY = 3 * 1024 * 1024
 # Resources whose DELETE answers with the object rather than a Status (ReturnDeletedObject in their registry).
 _RETURN_DELETED = {("", "pods"), ("", "serviceaccounts"), ("storage.k8s.io", "storageclasses")}
 _BUILTIN_CATEGORIES = {
@@ -525,7 +525,10 @@ class ApiServer:
         return bool(values)
 
     async def _read_body(self, request, info, *, required=True, patch_type=None):
-        raw = await request.read()
+        try:
+            raw = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            raise errors.ApiError("Request entity too large: limit is %d" % MAX_BODY, code=413, reason="RequestEntityTooLarge") from None
         content_type = (request.content_type or "").lower()
         if "protobuf" in content_type or "cbor" in content_type:
             # kubectl's typed generators (kubectl create secret ...) send protobuf; the lab speaks JSON and YAML only.
@@ -781,6 +784,10 @@ class ApiServer:
             return await self._update_scale(request, info, body)
         self._check_type(rtype, body)
         self._check_name(body, info.name)
+        if rtype.is_crd and sub is None and not (body.get("metadata") or {}).get("resourceVersion"):
+            # The custom resource strategy does not allow unconditional updates (AllowUnconditionalUpdate false).
+            raise errors.Invalid(rtype.plural, info.name, [("metadata.resourceVersion", "Invalid value: 0x0: must be specified for an update",
+                                                            "FieldValueInvalid")], group=rtype.group)
         directive = self._field_validation(info)
         warnings = []
         manager = self._manager(request, info)

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import time
 
 import pytest
@@ -362,3 +363,22 @@ def test_stop_returns_quickly_and_closes_the_port(tmp_path):
     host, port = url.rsplit("//", 1)[1].split(":")
     with pytest.raises(OSError):
         socket.create_connection((host, int(port)), timeout=1).close()
+
+
+def test_custom_resources_refuse_updates_without_a_resource_version(api):
+    widgets = api.resource("lab.example.com/v1beta2", "Widget")
+    widgets.create(widget("w"), namespace="default")
+    with pytest.raises(UnprocessibleEntityError) as caught:
+        widgets.replace(widget("w", frontend="iscsi"))
+    assert caught.value.status == 422
+    assert json.loads(caught.value.body)["message"] == (
+        'widgets.lab.example.com "w" is invalid: metadata.resourceVersion: Invalid value: 0x0: must be specified for an update')
+    # Built-in kinds allow unconditional updates.
+    api.resource("v1", "ConfigMap").create(configmap("cm"), namespace="default")
+    assert api.resource("v1", "ConfigMap").replace(configmap("cm", data={"k": "2"})).data.k == "2"
+
+
+def test_request_bodies_are_limited_to_3_mib(api):
+    big = configmap("big", data={"blob": "x" * (3 * 1024 * 1024)})
+    status, _headers, body = api.raw("POST", "/api/v1/namespaces/default/configmaps", big)
+    assert status == 413 and body["reason"] == "RequestEntityTooLarge" and "limit is 3145728" in body["message"]
