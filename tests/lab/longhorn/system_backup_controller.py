@@ -138,7 +138,10 @@ def generate_name(prefix):
 
 def go_created_at_to_rfc3339(text):
     from .backupstore import parse_go_time  # pylint: disable=import-outside-toplevel
-    parsed = parse_go_time(text or "")
+    try:
+        parsed = parse_go_time(text or "")
+    except ValueError:
+        return None
     if parsed is None:
         return None
     return parsed.strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -300,8 +303,12 @@ class SystemBackupController(Controller):
         except Exception as exc:  # pylint: disable=broad-except
             self._record_error(name, uid, REASON_SYNC, describe(exc))
             return
-        self._set_state(name, uid, STATE_READY, version=cfg.get("LonghornVersion", ""), gitCommit=cfg.get("LonghornGitCommit", ""),
-                        managerImage=cfg.get("ManagerImage", ""), createdAt=go_created_at_to_rfc3339(cfg.get("CreatedAt")))
+        fields = {"version": cfg.get("LonghornVersion", ""), "gitCommit": cfg.get("LonghornGitCommit", ""),
+                  "managerImage": cfg.get("ManagerImage", "")}
+        created_at = go_created_at_to_rfc3339(cfg.get("CreatedAt"))
+        if created_at:
+            fields["createdAt"] = created_at
+        self._set_state(name, uid, STATE_READY, **fields)
 
     def _delete(self, obj, target):
         name, uid = obj["metadata"]["name"], obj["metadata"]["uid"]
