@@ -105,27 +105,92 @@ class ProvisionerController(Controller):
     """csi-provisioner for ``driver.longhorn.io``: provisions marked claims and deletes released volumes."""
 
     name = "csi-provisioner"
-    watches = (PVCS, PVS)
+    watches = (PVCS, PVS, LONGHORN_VOLUMES, pvlib.STORAGE_CLASSES)
 
     def __init__(self, ctx):
         super().__init__(ctx)
         pvlib.register(self.store, ctx)
         # One identity per provisioner start, as csi-provisioner records it in every PV.
         self.identity = "%d-%04d-%s" % (int(time.time() * 1000), random.randint(0, 9999), DRIVER)
+        self._lock = threading.Lock()
+        self._claims_by_uid = {}        # claim uid -> (ns, name): a volume pvc-<uid> concerns that claim
+        self._pvs_by_handle = {}        # Longhorn volume -> PV name: a deleted volume lets its PV go
+
+    @staticmethod
+    def _claim_key(namespace, name):
+        return (PVCS[0], PVCS[1], namespace, name)
+
+    @staticmethod
+    def _pv_key(name):
+        return (PVS[0], PVS[1], "", name)
+
+    def _note(self, rtype_key, obj, deleted):
+        meta = obj["metadata"]
+        with self._lock:
+            if rtype_key == PVCS:
+                if deleted:
+                    self._claims_by_uid.pop(meta["uid"], None)
+                else:
+                    self._claims_by_uid[meta["uid"]] = (meta["namespace"], meta["name"])
+            elif rtype_key == PVS:
+                for handle in [h for h, n in self._pvs_by_handle.items() if n == meta["name"]]:
+                    del self._pvs_by_handle[handle]
+                handle = longhorn_volume_handle(obj)
+                if handle and not deleted:
+                    self._pvs_by_handle[handle] = meta["name"]
 
     def keys_for(self, event):
-        meta = event.obj["metadata"]
-        if event.type == "DELETED":
-            return []
-        return [(event.rtype_key[0], event.rtype_key[1], meta.get("namespace", ""), meta["name"])]
+        obj = event.obj
+        meta = obj["metadata"]
+        deleted = event.type == "DELETED"
+        if event.rtype_key in (PVCS, PVS):
+            self._note(event.rtype_key, obj, deleted)
+            if deleted:
+                return []
+            if event.rtype_key == PVCS:
+                return [self._claim_key(meta["namespace"], meta["name"])]
+            return [self._pv_key(meta["name"])]
+        if event.rtype_key == LONGHORN_VOLUMES:
+            # CreateVolume waits for the volume to leave "creating", DeleteVolume for it to be gone.
+            keys = []
+            with self._lock:
+                claim = self._claims_by_uid.get(meta["name"][4:]) if meta["name"].startswith("pvc-") else None
+                pv_name = self._pvs_by_handle.get(meta["name"])
+            if claim:
+                keys.append(self._claim_key(*claim))
+            if pv_name:
+                keys.append(self._pv_key(pv_name))
+            return keys
+        if not deleted:
+            # A StorageClass that appears may be the one pending claims wait for.
+            with self._lock:
+                claims = list(self._claims_by_uid.values())
+            return [self._claim_key(*c) for c in sorted(claims)]
+        return []
+
+    def initial_keys(self):
+        with self.store.changed:
+            claims = self.store.list("persistentvolumeclaims")[0]
+            volumes = self.store.list("persistentvolumes")[0]
+            with self._lock:
+                self._claims_by_uid = {}
+                self._pvs_by_handle = {}
+            for claim in claims:
+                self._note(PVCS, claim, False)
+            for volume in volumes:
+                self._note(PVS, volume, False)
+        return ([self._claim_key(c["metadata"]["namespace"], c["metadata"]["name"]) for c in claims]
+                + [self._pv_key(v["metadata"]["name"]) for v in volumes])
 
     def reconcile(self, key):
         _group, plural, namespace, name = key
         if plural == PVCS[1]:
             claim = self.store.try_get("persistentvolumeclaims", namespace, name)
             return self._provision(claim) if claim is not None else None
-        volume = self.store.try_get("persistentvolumes", "", name)
-        return self._delete(volume) if volume is not None else None
+        if plural == PVS[1]:
+            volume = self.store.try_get("persistentvolumes", "", name)
+            return self._delete(volume) if volume is not None else None
+        return None
 
     # ---- provisioning --------------------------------------------------------------------
     def _provision(self, claim):
@@ -138,7 +203,7 @@ class ProvisionerController(Controller):
             return None
         storage_class = self.store.try_get("storageclasses", "", pvlib.claim_class(claim))
         if storage_class is None or storage_class.get("provisioner") != DRIVER:
-            return 2.0
+            return None
         if storage_class.get("volumeBindingMode") == pvlib.WAIT_FOR_FIRST_CONSUMER and not annotations.get(pvlib.ANN_SELECTED_NODE):
             return None
         pv_name = "pvc-%s" % meta["uid"]
@@ -172,7 +237,7 @@ class ProvisionerController(Controller):
                     "spec": volume_spec_for(parameters, size, access_mode),
                 }, user=PROVISIONER_USER)
             except errors.AlreadyExists:
-                return 0.05
+                return 0.0
             except errors.ApiError as exc:
                 LOG.warning("claim %s/%s: creating Longhorn volume %s failed: %s", meta["namespace"], meta["name"], pv_name, exc.message)
                 return 5.0
@@ -181,8 +246,8 @@ class ProvisionerController(Controller):
             return 30.0
         state = (volume.get("status") or {}).get("state")
         if state in (None, "", "creating"):
-            # CreateVolume waits until the volume left "creating".
-            return 0.05
+            # CreateVolume waits until the volume left "creating" (its status events bring us back).
+            return None
 
         attributes = dict(parameters)
         attributes[ANN_PROVISIONER_IDENTITY] = self.identity
@@ -230,9 +295,9 @@ class ProvisionerController(Controller):
                     except errors.ApiError as exc:
                         LOG.warning("deleting Longhorn volume %s failed: %s", handle, exc.message)
                         return 5.0
-                # DeleteVolume waits for the volume to be gone.
+                # DeleteVolume waits for the volume to be gone (its DELETED event brings us back).
                 if self.store.try_get(volumes_rtype, LONGHORN_NAMESPACE, handle) is not None:
-                    return 0.1
+                    return None
         try:
             self.store.delete("persistentvolumes", "", volume["metadata"]["name"],
                               preconditions={"uid": volume["metadata"]["uid"]}, user=PROVISIONER_USER)
@@ -274,7 +339,7 @@ class AttacherController(Controller):
     """Attach/detach for Longhorn PVs: tickets on the Longhorn VolumeAttachment, mirrored in storage.k8s.io."""
 
     name = "csi-attacher"
-    watches = (PODS, LONGHORN_VOLUME_ATTACHMENTS)
+    watches = (PODS, LONGHORN_VOLUME_ATTACHMENTS, LONGHORN_VOLUMES)
     resync_period = 30.0
 
     def __init__(self, ctx):
@@ -309,6 +374,10 @@ class AttacherController(Controller):
     def keys_for(self, event):
         if event.rtype_key == PODS:
             return [self._key(v) for v in sorted(self._note_pod(event.obj, event.type == "DELETED"))]
+        if event.rtype_key == LONGHORN_VOLUMES:
+            # A volume that appears (or goes) changes whether its attach can go through.
+            name = event.obj["metadata"]["name"]
+            return [self._key(name)] if self._index.nodes_using(name) and event.type != "MODIFIED" else []
         spec = event.obj.get("spec") or {}
         volume = spec.get("volume") or event.obj["metadata"]["name"]
         tickets = spec.get("attachmentTickets") or {}
@@ -346,20 +415,18 @@ class AttacherController(Controller):
             return 1.0 if wanted_nodes else None
         wanted = {attachment_id(volume, node): node for node in wanted_nodes}
         current = {tid: t for tid, t in attachments.tickets(self.store, volume).items() if t.get("type") == attachments.CSI_ATTACHER}
-        delay = None
         longhorn_volume = self.store.try_get(volumes_rtype, LONGHORN_NAMESPACE, volume)
         for ticket_id, node in sorted(wanted.items()):
             if ticket_id in current:
                 continue
             if longhorn_volume is None or longhorn_volume["metadata"].get("deletionTimestamp"):
-                # ControllerPublishVolume: volume not found; the attach is retried.
-                delay = 1.0
+                # ControllerPublishVolume: volume not found; retried when the volume appears.
                 continue
             attachments.add_ticket(self.store, volume, ticket_id, attachments.CSI_ATTACHER, node_id=node)
         for ticket_id in sorted(set(current) - set(wanted)):
             attachments.remove_ticket(self.store, volume, ticket_id)
         self._sync_kubernetes_attachments(volume, wanted)
-        return delay
+        return None
 
     def _sync_kubernetes_attachments(self, volume, wanted):
         """The storage.k8s.io VolumeAttachments the attach/detach controller keeps for these attachments."""

@@ -322,13 +322,11 @@ class PersistentVolumeController(Controller):
                 if self._assign_default_storage_class(claim):
                     return None
             selected = ANN_SELECTED_NODE in (claim["metadata"].get("annotations") or {})
-            delay = None
-            if delay_binding and not selected:
-                pass    # the scheduler has not picked a node for a pod using this claim yet
-            elif claim_class(claim):
-                delay = self._provision_claim(claim, storage_class)
+            # With delayed binding, provisioning waits until the scheduler picked a node for a pod.
+            if claim_class(claim) and (selected or not delay_binding):
+                self._provision_claim(claim, storage_class)
             self._update_claim_status(claim, "Pending", None)
-            return delay
+            return None
         volume = self.store.try_get("persistentvolumes", "", spec["volumeName"])
         if volume is None:
             self._update_claim_status(claim, "Pending", None)
@@ -426,14 +424,14 @@ class PersistentVolumeController(Controller):
     def _provision_claim(self, claim, storage_class):
         """provisionClaimOperationExternal: mark the claim for the external provisioner named by its class."""
         if storage_class is None:
-            # storageclass.storage.k8s.io "<name>" not found: retried on the next sync.
-            return 2.0
+            # storageclass.storage.k8s.io "<name>" not found: retried when a class appears (keys_for).
+            return
         provisioner = storage_class.get("provisioner", "")
         if provisioner.startswith("kubernetes.io/") or not provisioner:
-            return None
+            return
         annotations = claim["metadata"].get("annotations") or {}
         if annotations.get(ANN_STORAGE_PROVISIONER) == provisioner:
-            return None
+            return
         uid = claim["metadata"]["uid"]
 
         def _mark(obj):
@@ -443,7 +441,6 @@ class PersistentVolumeController(Controller):
             ann[ANN_BETA_STORAGE_PROVISIONER] = provisioner
             ann[ANN_STORAGE_PROVISIONER] = provisioner
         self.store.modify("persistentvolumeclaims", claim["metadata"]["namespace"], claim["metadata"]["name"], _mark, user=CONTROLLER_USER)
-        return None
 
     # ---- volumes ---------------------------------------------------------------------
     def sync_volume(self, volume):
