@@ -23,6 +23,7 @@ import datetime
 import hashlib
 import json
 import logging
+import os
 import random
 import re
 import shutil
@@ -275,9 +276,16 @@ class PodController(Controller):
             for volume in self.store.list("persistentvolumes")[0]:
                 self._note_pv(volume, False)
             keys = []
+            uids = set()
             for pod in self.store.list("pods")[0]:
                 self._note_pod(pod, None, False)
+                uids.add(pod["metadata"]["uid"])
                 keys.append(self._pod_key(pod["metadata"]["namespace"], pod["metadata"]["name"]))
+            # The kubelet's cleanupOrphanedPodDirs: node files of pods that are gone (e.g. after a wipe).
+            pods_dir = self.ctx.config.path("pods")
+            if os.path.isdir(pods_dir):
+                keys.extend(("pods", "node-files", "", uid) for uid in sorted(os.listdir(pods_dir))
+                            if not uid.startswith(".") and uid not in uids)
         return keys
 
     def reconcile(self, key):

@@ -203,3 +203,16 @@ def test_pod_waits_while_its_longhorn_volume_is_missing(env):
     # Once the volume exists the attach goes through.
     env.store.create(env.store.registry.by_plural("volumes", "longhorn.io"), longhorn_volume("not-a-volume"))
     env.wait_for(lambda: env.phase("pods", "default", "app") == "Running", timeout=5, what="Running after the volume appeared")
+
+
+def test_deleting_a_namespace_releases_and_deletes_its_provisioned_volumes(env):
+    env.store.create("namespaces", {"metadata": {"name": "app"}})
+    env.store.create("persistentvolumeclaims", pvc("data", namespace="app", storage_class="longhorn"))
+    env.store.create("pods", _pod("app", "data", namespace="app"))
+    env.wait_for(lambda: env.phase("pods", "app", "app") == "Running", what="pod Running")
+    volume = env.get("persistentvolumeclaims", "app", "data")["spec"]["volumeName"]
+    env.store.delete("namespaces", "", "app")
+    env.wait_for(lambda: env.get("namespaces", "", "app") is None, what="namespace gone (pvc-protection released)")
+    env.wait_for(lambda: env.get("persistentvolumes", "", volume) is None, what="PV deleted")
+    assert env.longhorn_volume(volume) is None
+    assert not attachments.tickets(env.store, volume)

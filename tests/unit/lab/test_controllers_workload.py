@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 
 import pytest
@@ -243,3 +244,20 @@ def test_bare_pod_with_config_map_waits_for_it(env):
     pod = env.get("pods", "default", "cfg")
     assert pod["status"]["podIP"].startswith("10.42.0.")
     assert pod["status"]["containerStatuses"][0]["state"]["running"]["startedAt"]
+
+
+def test_deleted_pods_lose_their_node_files(env):
+    env.store.create("pods", {"metadata": {"name": "scratch", "namespace": "default"}, "spec": {
+        "containers": [{"name": "c", "image": "busybox"}], "volumes": [{"name": "tmp", "emptyDir": {}}]}})
+    env.wait_for(lambda: env.phase("pods", "default", "scratch") == "Running", what="Running")
+    uid = env.get("pods", "default", "scratch")["metadata"]["uid"]
+    # What an exec leaves on the node: the pod's emptyDir.
+    scratch = os.path.join(env.ctx.config.path("pods", uid), "volumes", "tmp")
+    os.makedirs(scratch)
+    orphan = env.ctx.config.path("pods", "uid-of-a-pod-wiped-with-the-cluster")
+    os.makedirs(orphan)
+    env.manager.resync()
+    env.wait_for(lambda: not os.path.exists(orphan), what="orphaned pod dir removed")
+    assert os.path.isdir(scratch), "a live pod keeps its files"
+    env.store.delete("pods", "default", "scratch")
+    env.wait_for(lambda: not os.path.exists(env.ctx.config.path("pods", uid)), what="pod dir removed")
