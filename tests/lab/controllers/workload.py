@@ -81,7 +81,7 @@ def compute_hash(template, collision_count=0):
 
 
 def random_suffix(length=5):
-    return "".join(random.choice(SAFE_ALPHABET) for _ in range(length))
+    return "".join(random.choice(SAFE_ALPHABET) for _index in range(length))
 
 
 def owner_reference(obj, block=True):
@@ -506,7 +506,7 @@ class ReplicaSetController(_OwnedController):
         replicas = int(spec.get("replicas", 1))
         pods = [p for p in self.owned_objects("pods", rs) if pod_active(p)]
         if len(pods) < replicas:
-            for _ in range(replicas - len(pods)):
+            for _index in range(replicas - len(pods)):
                 self._create_pod(rs)
         elif len(pods) > replicas:
             for pod in self._deletion_order(pods)[:len(pods) - replicas]:
