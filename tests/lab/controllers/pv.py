@@ -643,7 +643,8 @@ class ProtectionController(Controller):
             if PVC_PROTECTION_FINALIZER not in (claim["metadata"].get("finalizers") or []):
                 return None
             for pod in self.store.list("pods", namespace)[0]:
-                if not pod_is_terminated(pod) and name in pod_claims(pod):
+                # Only scheduled pods count: the kubelet will not start a pod on a claim being deleted.
+                if (pod.get("spec") or {}).get("nodeName") and not pod_is_terminated(pod) and name in pod_claims(pod):
                     return None
             self._drop_finalizer("persistentvolumeclaims", namespace, name, claim["metadata"]["uid"], PVC_PROTECTION_FINALIZER)
             return None
