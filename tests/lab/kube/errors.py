@@ -138,10 +138,14 @@ class Timeout(ApiError):
 
 
 class AdmissionDenied(ApiError):
-    """What a validating webhook's denial looks like to a client (HTTP 400 is what Longhorn's webhook returns)."""
+    """What a validating webhook's denial looks like to a client.
 
-    code = 400
-    reason = "BadRequest"
+    Longhorn's webhooks answer most refusals as 422 Invalid (werror.NewInvalidError);
+    callers pass another code where the webhook does.
+    """
+
+    code = 422
+    reason = "Invalid"
 
     def __init__(self, webhook, message, code=None):
         super().__init__('admission webhook "%s" denied the request: %s' % (webhook, message), code=code)
