@@ -2,83 +2,23 @@
 # Copyright: (c) 2026, homelab.longhorn_dr contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The real kubernetes.core modules (ansible-playbook) against the lab API server.
+"""The real kubernetes.core modules (ansible-playbook) against the lab's Kubernetes API.
 
-The ``lab`` fixture is overridden here with an API-only lab: the lab's store,
-admission chain (CRD schemas, built-in validation) and API server with the lab's
-Longhorn CRDs, no controllers.  Where a controller would act (a kubelet running
-a pod), the test sets the status itself, as the controller would.
+Every test gets a fresh lab (the ``lab`` fixture): API server, admission chain
+(CRD schemas, built-in validation, Longhorn webhooks) and controllers.  The
+tests assert on task results, on the lab's store and on its audit log.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import pathlib
 import textwrap
 
 import pytest
-import yaml
-
-from tests.lab.context import LabConfig, LabContext
-from tests.lab.faults import Faults
-from tests.lab.kube import builtin_validation, schema
-from tests.lab.kube.audit import read_audit
-from tests.lab.kube.resources import Registry
-from tests.lab.kube.server import ApiServer
-from tests.lab.kube.store import Store
 
 pytestmark = pytest.mark.integration
 
-LONGHORN_CRDS = pathlib.Path(__file__).resolve().parents[1] / "lab" / "longhorn" / "crds.yaml"
 NAMESPACE = "kc-test"
-
-
-class ApiOnlyLab:
-    """What ``run_playbook`` needs from a lab, backed by the API server alone."""
-
-    is_lab = True
-    s3_endpoint = "http://127.0.0.1:9"
-    bucket = "unused"
-    region = "us-east-1"
-    access_key = "unused"
-    secret_key = "unused"
-
-    def __init__(self, state_dir):
-        os.makedirs(state_dir, exist_ok=True)
-        self.store = Store(Registry())
-        self.store.add_mutator(schema.schema_mutator)
-        self.store.add_validator(schema.schema_validator)
-        builtin_validation.register(self.store)
-        self.ctx = LabContext(config=LabConfig(state_dir=state_dir), store=self.store, faults=Faults())
-        self.audit_log = os.path.join(state_dir, "audit.log")
-        self.kubeconfig = os.path.join(state_dir, "kubeconfig")
-        self.api = ApiServer(self.ctx, audit_path=self.audit_log)
-
-    def start(self):
-        self.api.start()
-        self.api.write_kubeconfig(self.kubeconfig)
-        self.store.create("namespaces", {"metadata": {"name": "default"}})
-        self.store.create("namespaces", {"metadata": {"name": "longhorn-system"}})
-        for document in yaml.safe_load_all(LONGHORN_CRDS.read_text(encoding="utf-8")):
-            if document:
-                self.store.create("customresourcedefinitions", document)
-        return self
-
-    def stop(self):
-        self.api.stop()
-
-    def audit_entries(self):
-        return read_audit(self.audit_log)
-
-
-@pytest.fixture
-def lab(tmp_path):
-    running = ApiOnlyLab(str(tmp_path / "api-lab")).start()
-    try:
-        yield running
-    finally:
-        running.stop()
 
 
 def _playbook(tmp_path, name, tasks):
@@ -342,38 +282,45 @@ def test_client_side_and_server_side_apply(run_playbook, lab, tmp_path):
 def test_k8s_scale_patches_the_scale_subresource(run_playbook, lab, tmp_path):
     assert run_playbook(_playbook(tmp_path, "resources.yml", RESOURCES_TASKS)).rc == 0
     playbook = _playbook(tmp_path, "scale.yml", """\
-        - name: Scale down
+        - name: Scale
           kubernetes.core.k8s_scale:
             kubeconfig: "{{ lab_kubeconfig }}"
             api_version: apps/v1
             kind: Deployment
             name: web
             namespace: kc-test
-            replicas: 0
-            wait: false
+            replicas: "{{ replicas }}"
+            wait: true
+            wait_timeout: 60
         """)
     mark = len(lab.audit_entries())
-    result = run_playbook(playbook)
+    result = run_playbook(playbook, extra_vars={"replicas": 2})
     assert result.rc == 0, result
-    assert _task(result, "Scale down")["changed"] is True
-    assert lab.store.get("deployments", NAMESPACE, "web")["spec"]["replicas"] == 0
-    scale_writes = [e for e in lab.audit_entries()[mark:] if e["write"]]
+    scaled = _task(result, "Scale")
+    assert scaled["changed"] is True and scaled["result"]["status"]["readyReplicas"] == 2, scaled
+    assert lab.store.get("deployments", NAMESPACE, "web")["spec"]["replicas"] == 2
+    scale_writes = [e for e in lab.audit_entries()[mark:] if e["write"] and e["user_agent"].startswith("OpenAPI-Generator")]
     assert [(e["verb"], e["path"].rsplit("/", 1)[-1], e["code"]) for e in scale_writes] == [("patch", "scale", 200)]
-    again = run_playbook(playbook)
+    again = run_playbook(playbook, extra_vars={"replicas": 2})
     assert again.rc == 0 and again.changed() == 0, again
+    down = run_playbook(playbook, extra_vars={"replicas": 0})
+    assert down.rc == 0 and _task(down, "Scale")["changed"] is True, down
+    assert [p for p in lab.store.list("pods", NAMESPACE)[0] if not p["metadata"].get("deletionTimestamp")] == []
 
 
 def test_k8s_exec_in_a_running_pod(run_playbook, lab, tmp_path):
-    lab.store.create("pods", {"metadata": {"name": "tools", "namespace": "default"},
-                              "spec": {"nodeName": "lab-node", "containers": [{"name": "shell", "image": "busybox"}]}})
-    # The kubelet's part: the container runs.
-    lab.store.modify("pods", "default", "tools", lambda o: o.update(status={
-        "phase": "Running", "containerStatuses": [{
-            "name": "shell", "ready": True, "started": True, "restartCount": 0, "image": "docker.io/library/busybox:latest",
-            "imageID": "docker.io/library/busybox@sha256:" + "0" * 64, "containerID": "containerd://" + "1" * 64,
-            "state": {"running": {"startedAt": "2026-01-01T00:00:00Z"}}}]}),
-        subresource="status")
     playbook = _playbook(tmp_path, "exec.yml", """\
+        - name: Tools pod
+          kubernetes.core.k8s:
+            wait: true
+            wait_timeout: 60
+            definition:
+              apiVersion: v1
+              kind: Pod
+              metadata: {name: tools, namespace: default}
+              spec:
+                containers: [{name: shell, image: busybox, command: [sleep, infinity]}]
+
         - name: Run a command
           kubernetes.core.k8s_exec:
             kubeconfig: "{{ lab_kubeconfig }}"
@@ -385,10 +332,13 @@ def test_k8s_exec_in_a_running_pod(run_playbook, lab, tmp_path):
         """)
     result = run_playbook(playbook)
     assert result.rc == 0, result
+    assert lab.store.get("pods", "default", "tools")["status"]["phase"] == "Running"
     ran = _task(result, "Run a command")
     assert "stdout" in ran, json.dumps(ran)
     assert ran["stdout"].strip() == "out-text" and ran["stderr"].strip() == "err-text", ran
     assert ran["rc"] == 3, ran
+    execs = [e for e in lab.audit_entries() if e["path"].endswith("/pods/tools/exec")]
+    assert [(e["verb"], e["code"]) for e in execs] == [("get", 101)], execs
 
 
 def test_k8s_force_replace_of_a_custom_resource_needs_a_resource_version(run_playbook, lab, tmp_path):
