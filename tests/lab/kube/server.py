@@ -691,7 +691,15 @@ class ApiServer:
         if continue_token:
             metadata["continue"] = continue_token
             metadata["remainingItemCount"] = remaining
-        return self._respond(request, info, {"kind": rtype.kind + "List", "apiVersion": rtype.api_version, "metadata": metadata, "items": items})
+        return self._respond(request, info, {"kind": rtype.kind + "List", "apiVersion": rtype.api_version, "metadata": metadata,
+                                             "items": self._list_items(rtype, items)})
+
+    @staticmethod
+    def _list_items(rtype, items):
+        """Typed lists carry no apiVersion/kind per item; custom resource (unstructured) lists do."""
+        if rtype.is_crd:
+            return items
+        return [{k: v for k, v in item.items() if k not in ("apiVersion", "kind")} for item in items]
 
     async def _watch(self, request, info):
         rtype = info.rtype
@@ -999,4 +1007,4 @@ class ApiServer:
             except errors.NotFound:
                 continue
         return self._respond(request, info, {"kind": rtype.kind + "List", "apiVersion": rtype.api_version,
-                                             "metadata": {"resourceVersion": resource_version}, "items": deleted})
+                                             "metadata": {"resourceVersion": resource_version}, "items": self._list_items(rtype, deleted)})

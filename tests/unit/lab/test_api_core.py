@@ -189,6 +189,19 @@ def test_list_across_namespaces_and_pagination(api):
     assert seen == sorted(seen) and len(set(seen)) == 6
 
 
+def test_list_items_carry_type_meta_only_for_custom_resources(api):
+    api.store.create("configmaps", configmap("cm"))
+    api.store.create("widgets", widget("w"))
+    _status, _headers, configmaps = api.raw("GET", "/api/v1/namespaces/default/configmaps")
+    assert configmaps["kind"] == "ConfigMapList" and configmaps["apiVersion"] == "v1"
+    assert "kind" not in configmaps["items"][0] and "apiVersion" not in configmaps["items"][0]
+    _status, _headers, widgets = api.raw("GET", "/apis/lab.example.com/v1beta2/namespaces/default/widgets")
+    assert (widgets["items"][0]["apiVersion"], widgets["items"][0]["kind"]) == ("lab.example.com/v1beta2", "Widget")
+    # The dynamic client fills them in, as kubernetes.core sees them.
+    item = api.resource("v1", "ConfigMap").get(namespace="default").items[0]
+    assert (item.kind, item.apiVersion) == ("ConfigMap", "v1")
+
+
 def test_delete_collection_with_a_label_selector(api):
     configmaps = api.resource("v1", "ConfigMap")
     for name, labels in (("a", {"purge": "yes"}), ("b", {"purge": "yes"}), ("c", {})):
