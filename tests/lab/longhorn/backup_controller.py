@@ -314,8 +314,8 @@ class BackupController(Controller):
             self._pending(name, "Waiting for the snapshot %s to be ready" % snapshot_name)
             return None
         target_name = target["metadata"]["name"]
-        for other in common.list_objects(store, "backups", "%s=%s,%s=%s" % (common.LABEL_BACKUP_TARGET, target_name,
-                                                                           common.LABEL_BACKUP_VOLUME, volume_name)):
+        selector = "%s=%s,%s=%s" % (common.LABEL_BACKUP_TARGET, target_name, common.LABEL_BACKUP_VOLUME, volume_name)
+        for other in common.list_objects(store, "backups", selector):
             if (other.get("status") or {}).get("state") == "Deleting":
                 self._pending(name, "Waiting for the backup %s deletion to complete" % other["metadata"]["name"])
                 return None

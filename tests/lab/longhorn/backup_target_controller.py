@@ -10,7 +10,9 @@ Modelled on ``lm@v1.10.2:controller/backup_target_controller.go`` ``reconcile``.
 from __future__ import annotations
 
 import hashlib
+import heapq
 import threading
+import time
 import weakref
 
 from ..controllers.runtime import Controller
@@ -44,6 +46,37 @@ def find_backup_volume(store, target_name, volume_name):
     return items[0] if items else None
 
 
+class _TimerWheel:
+    """One daemon thread for every BackupStoreTimer of the process (labs come and go in tests)."""
+
+    def __init__(self):
+        self._cond = threading.Condition()
+        self._heap = []
+        self._seq = 0
+        self._thread = None
+
+    def schedule(self, timer, delay):
+        with self._cond:
+            self._seq += 1
+            heapq.heappush(self._heap, (time.monotonic() + delay, self._seq, timer))
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="lh-backupstore-timers", daemon=True)
+                self._thread.start()
+            self._cond.notify_all()
+
+    def _run(self):
+        while True:
+            with self._cond:
+                while not self._heap or self._heap[0][0] > time.monotonic():
+                    timeout = None if not self._heap else self._heap[0][0] - time.monotonic()
+                    self._cond.wait(timeout if timeout is None else max(timeout, 0.0))
+                _due, _seq, timer = heapq.heappop(self._heap)
+            timer.fire()
+
+
+_WHEEL = _TimerWheel()
+
+
 class _PollTimer:
     """BackupStoreTimer: writes spec.syncRequestedAt=now every pollInterval until stopped."""
 
@@ -51,22 +84,21 @@ class _PollTimer:
         self.controller = weakref.ref(controller)
         self.target_name = target_name
         self.interval = interval
-        self._stopped = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="lh-backupstore-timer-%s" % target_name, daemon=True)
-        self._thread.start()
+        self.stopped = False
+        _WHEEL.schedule(self, interval)
 
-    def _run(self):
-        while not self._stopped.wait(self.interval):
-            controller = self.controller()
-            if controller is None or not controller.alive():
-                return
-            try:
-                common.request_sync(controller.store, "backuptargets", self.target_name)
-            except Exception:  # pylint: disable=broad-except
-                LOG.warning("backup store timer of %s failed to request a sync", self.target_name)
+    def fire(self):
+        controller = self.controller()
+        if self.stopped or controller is None or not controller.alive():
+            return
+        try:
+            common.request_sync(controller.store, "backuptargets", self.target_name)
+        except Exception:  # pylint: disable=broad-except
+            LOG.warning("backup store timer of %s failed to request a sync", self.target_name)
+        _WHEEL.schedule(self, self.interval)
 
     def stop(self):
-        self._stopped.set()
+        self.stopped = True
 
 
 class BackupTargetController(Controller):

@@ -182,13 +182,12 @@ class BackupVolumeController(Controller):
     def _request_backup_sync(self, bv, backup_name):
         owner = common.owner_reference(bv)
 
-        def _request(obj):
+        def _own(obj):
             refs = obj["metadata"].get("ownerReferences") or []
             if not any(ref.get("uid") == owner["uid"] for ref in refs):
                 obj["metadata"]["ownerReferences"] = refs + [owner]
-            spec = obj.setdefault("spec", {})
-            spec["syncRequestedAt"] = common.request_time(spec.get("syncRequestedAt"))
-        common.update_object(self.store, "backups", backup_name, _request)
+        common.update_object(self.store, "backups", backup_name, _own)
+        common.request_sync(self.store, "backups", backup_name)
 
     def _delete(self, backup_name):
         try:

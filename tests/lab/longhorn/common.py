@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime
 import logging
 import re
+import threading
 
 from ..context import LONGHORN_NAMESPACE
 from ..kube import errors
@@ -94,21 +95,44 @@ class SyncMemory:
         self._served[obj["metadata"]["uid"]] = (obj["metadata"].get("generation"), (obj.get("spec") or {}).get("syncRequestedAt"))
 
 
-def request_time(current=None):
-    """A syncRequestedAt that is later than ``current``: now, or one second past it within the same second."""
-    moment = now().replace(microsecond=0)
-    previous = parse_time(current)
-    if previous is not None and previous >= moment:
-        moment = previous + datetime.timedelta(seconds=1)
-    return rfc3339(moment)
+_DEFERRED = set()
+_DEFERRED_LOCK = threading.Lock()
 
 
 def request_sync(store, plural, name):
-    """Write spec.syncRequestedAt (always a new value, so the request is seen)."""
-    def _request(obj):
-        spec = obj.setdefault("spec", {})
-        spec["syncRequestedAt"] = request_time(spec.get("syncRequestedAt"))
-    return update_object(store, plural, name, _request)
+    """Write spec.syncRequestedAt = now, so the request is seen as new.
+
+    metav1.Time keeps whole seconds: a request in the same second as the current value
+    would write nothing and wake nobody. Such a request is written at the next second
+    instead (never a time in the future), once per object.
+    """
+    obj = get(store, plural, name)
+    if obj is None:
+        return None
+    moment = now().replace(microsecond=0)
+    previous = parse_time((obj.get("spec") or {}).get("syncRequestedAt"))
+    if previous is None or previous < moment:
+        def _request(live):
+            live.setdefault("spec", {})["syncRequestedAt"] = rfc3339(moment)
+        return update_object(store, plural, name, _request)
+    key = (id(store), plural, name)
+    with _DEFERRED_LOCK:
+        if key in _DEFERRED:
+            return obj
+        _DEFERRED.add(key)
+
+    def _later():
+        with _DEFERRED_LOCK:
+            _DEFERRED.discard(key)
+        try:
+            request_sync(store, plural, name)
+        except errors.ApiError as exc:
+            LOG.warning("deferred sync request of %s %s failed: %s", plural, name, exc.message)
+    delay = (previous + datetime.timedelta(seconds=1) - now()).total_seconds() + 0.01
+    timer = threading.Timer(max(delay, 0.01), _later)
+    timer.daemon = True
+    timer.start()
+    return obj
 
 
 def parse_duration(text):

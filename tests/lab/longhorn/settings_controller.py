@@ -72,13 +72,14 @@ class SettingsController(Controller):
                    "pollInterval": self._normalized_interval(spec.get("pollInterval"))}
         if current == wanted:
             return None
+
         def _overwrite(obj):
             obj_spec = obj.setdefault("spec", {})
             obj_spec.update(wanted)
-            # A changed spec forces a sync of the target.
-            obj_spec["syncRequestedAt"] = common.request_time(obj_spec.get("syncRequestedAt"))
         try:
             common.update_object(store, "backuptargets", DEFAULT_BACKUP_TARGET, _overwrite)
+            # A changed spec forces a sync of the target.
+            common.request_sync(store, "backuptargets", DEFAULT_BACKUP_TARGET)
         except errors.ApiError as exc:
             common.LOG.warning("cannot update the default backup target from the settings: %s", exc.message)
             return 5.0

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import base64
 import datetime
+import hashlib
+import threading
 import urllib.parse
 from dataclasses import dataclass
 
@@ -169,6 +171,27 @@ def credentials_for_target(ctx, target):
     return scheme, secret_values(secret)
 
 
+_CLIENTS = {}
+_CLIENTS_LOCK = threading.Lock()
+_CLIENTS_MAX = 64
+
+
+def _client(ctx, access_key, secret_key, endpoint, region):
+    """boto3 clients are costly to build and thread-safe: one per credentials and endpoint."""
+    key = (id(ctx.s3), endpoint, access_key, hashlib.sha256((secret_key or "").encode("utf-8")).hexdigest(), region)
+    with _CLIENTS_LOCK:
+        client = _CLIENTS.get(key)
+    if client is not None:
+        return client
+    kwargs = {"region_name": region} if region else {}
+    client = ctx.s3.client(access_key=access_key, secret_key=secret_key, endpoint=endpoint, **kwargs)
+    with _CLIENTS_LOCK:
+        if len(_CLIENTS) >= _CLIENTS_MAX:
+            _CLIENTS.clear()
+        _CLIENTS[key] = client
+    return client
+
+
 def backupstore_for_target(ctx, target, probe=True):
     """A BackupStore for the BackupTarget object, checked like Longhorn checks availability (ref §1.1).
 
@@ -196,7 +219,7 @@ def backupstore_for_target(ctx, target, probe=True):
         detail = "operation error S3: ListObjectsV2, https response error StatusCode: 403, RequestID: , HostID: , api error " \
                  "InvalidAccessKeyId: The AWS Access Key Id you provided does not exist in our records."
         raise TargetUnavailable(unavailable_message(ctx, url, _engine_failure(ctx, url, "system-backup list", detail)))
-    client = ctx.s3.client(access_key=values.get(AWS_ACCESS_KEY_ID), secret_key=values.get(AWS_SECRET_ACCESS_KEY), endpoint=endpoint)
+    client = _client(ctx, values.get(AWS_ACCESS_KEY_ID), values.get(AWS_SECRET_ACCESS_KEY), endpoint, parsed.region)
     store = BackupStore(client, parsed.bucket, parsed.path)
     store.target_url = parsed.normalized
     if probe:

@@ -28,12 +28,14 @@ def backed_up(env, volume, backups, files=None):
 
 
 def delete(env, plural, name, cr_only=False):
+    """Delete a CR and wait until that object is gone (a sync may pull a CR-only deleted one back)."""
     if cr_only:
         def _label(obj):
             obj["metadata"].setdefault("labels", {})[CR_ONLY] = "true"
         env.modify(plural, name, _label)
+    uid = env.get(plural, name)["metadata"]["uid"]
     env.store.delete(env.rtype(plural), NS, name)
-    wait_for(lambda: env.get(plural, name) is None, what="%s %s gone" % (plural, name))
+    wait_for(lambda: (env.get(plural, name) or {"metadata": {}})["metadata"].get("uid") != uid, what="%s %s gone" % (plural, name))
 
 
 def test_deleting_a_backup_deletes_it_in_the_store(env):

@@ -158,8 +158,13 @@ class BackupEnv:
         return self.modify("backuptargets", name, _spec)
 
     def request_sync(self, name="default"):
+        """Write syncRequestedAt = now, as a client would; wait for the next second if now is already written."""
+        current = (self.get("backuptargets", name)["spec"] or {}).get("syncRequestedAt") or ""
+        while rfc3339() <= current:
+            time.sleep(0.05)
+
         def _spec(obj):
-            obj["spec"]["syncRequestedAt"] = rfc3339(datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=1))
+            obj["spec"]["syncRequestedAt"] = rfc3339()
         return self.modify("backuptargets", name, _spec)
 
     def wait_target(self, predicate, name="default", timeout=15.0, what="backup target"):

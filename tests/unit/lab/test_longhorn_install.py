@@ -131,7 +131,7 @@ def test_default_backup_target_is_empty(installed):
 
 def test_install_is_idempotent_and_survives_a_wipe(installed):
     store, ctx = installed
-    before = {key: count for key, count in store.snapshot_counts().items()}
+    before = dict(store.snapshot_counts())
     setting_rv = lh(store, "settings", "backup-compression-method")["metadata"]["resourceVersion"]
     install_longhorn(ctx)
     assert store.snapshot_counts() == before
