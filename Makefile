@@ -89,12 +89,19 @@ changelog: all ## Lint the changelog fragments
 build: all ## Build the collection tarball
 	ansible-galaxy collection build --force
 
-test: all ## Everything CI runs, in order; prints how long each step took
-	@for step in lint sanity pytest molecule; do \
+TEST_STEPS := lint sanity pytest molecule
+test: ## Everything CI runs, in order; all steps run (FAIL_FAST=1 stops at the first failure), then a timing summary
+	@start=$$(date +%s); $(MAKE) --no-print-directory all; \
+	failed=""; summary="$$(printf '  %-9s %-7s %4ss' setup passed $$(( $$(date +%s) - start )))\n"; \
+	for step in $(TEST_STEPS); do \
 		start=$$(date +%s); \
-		$(MAKE) --no-print-directory $$step || { echo "make test: $$step FAILED after $$(( $$(date +%s) - start ))s" >&2; exit 1; }; \
-		echo "make test: $$step passed in $$(( $$(date +%s) - start ))s"; \
-	done
+		if $(MAKE) --no-print-directory $$step; then result=passed; else result=FAILED; failed="$$failed $$step"; fi; \
+		summary="$$summary$$(printf '  %-9s %-7s %4ss' $$step $$result $$(( $$(date +%s) - start )))\n"; \
+		if [ -n "$$failed" ] && [ -n "$(FAIL_FAST)" ]; then break; fi; \
+	done; \
+	printf "make test summary:\n$$summary"; \
+	if [ -n "$$failed" ]; then echo "make test: FAILED:$$failed" >&2; exit 1; fi; \
+	echo "make test: all steps passed"
 
 demo: ## (not yet) A full backup/wipe/restore cycle against the lab
 	@echo "make demo: not available yet. The demo (backup, wipe, restore against the lab) arrives" >&2

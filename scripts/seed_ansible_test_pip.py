@@ -5,9 +5,10 @@
 """Put scripts/ansible_test_get_pip.py where ansible-test looks for get-pip.
 
 ansible-test's own error message suggests saving the bootstrap script at this
-cache path by hand; this does that. A script already there (a real get-pip or
-an earlier copy of ours) is left alone. The path and pip version are read from
-the installed ansible-test so this follows its upgrades.
+cache path by hand; this does that, and downloads the pip wheel the stand-in
+installs from. A real get-pip already there is left alone; an older copy of
+our stand-in is refreshed. The path and pip version are read from the
+installed ansible-test, so this follows its upgrades.
 """
 
 from __future__ import annotations
@@ -15,13 +16,15 @@ from __future__ import annotations
 import os
 import pathlib
 import re
-import shutil
+import subprocess
+import sys
 import types
 
 from ansible_test._internal.python_requirements import get_venv_packages
 from ansible_test._util.target.setup import requirements as target_requirements
 
 STAND_IN = pathlib.Path(__file__).with_name('ansible_test_get_pip.py')
+MARKER = 'homelab.longhorn_dr get-pip stand-in'
 
 
 def cache_path_template() -> str:
@@ -35,12 +38,18 @@ def cache_path_template() -> str:
 def main() -> None:
     pip_version = get_venv_packages(types.SimpleNamespace(version='3.11'))['pip']
     cache_path = pathlib.Path(os.path.expanduser(cache_path_template() % pip_version.replace('.', '_')))
-    if cache_path.exists():
+    if cache_path.exists() and MARKER not in cache_path.read_text(encoding='utf-8', errors='replace'):
         print(f'ansible-test pip {pip_version} bootstrap script already present: {cache_path}')
         return
     cache_path.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(STAND_IN, cache_path)
-    print(f'seeded ansible-test pip {pip_version} bootstrap script: {cache_path}')
+    wheel = cache_path.parent / f'pip-{pip_version}-py3-none-any.whl'
+    if not wheel.exists():
+        subprocess.run([sys.executable, '-m', 'pip', 'download', '--quiet', '--no-deps', '--only-binary', ':all:',
+                        f'pip=={pip_version}', '-d', str(cache_path.parent)], check=True)
+    stand_in = STAND_IN.read_bytes()
+    if not cache_path.exists() or cache_path.read_bytes() != stand_in:
+        cache_path.write_bytes(stand_in)
+        print(f'seeded ansible-test pip {pip_version} bootstrap script: {cache_path}')
 
 
 if __name__ == '__main__':
