@@ -64,6 +64,19 @@ def remove_ticket(store, volume_name, ticket):
     attachments.remove_ticket(store, volume_name, ticket)
 
 
+def _job_spec(job_name, spec):
+    """RecurringJobSpec as Go marshals it: declaration order, omitempty groups/labels/parameters, sorted maps."""
+    out = {"name": spec.get("name") or job_name}
+    if spec.get("groups"):
+        out["groups"] = list(spec["groups"])
+    out.update(task=spec.get("task", ""), cron=spec.get("cron", ""), retain=int(spec.get("retain") or 0),
+               concurrency=int(spec.get("concurrency") or 0))
+    for key in ("labels", "parameters"):
+        if spec.get(key):
+            out[key] = {k: spec[key][k] for k in sorted(spec[key])}
+    return out
+
+
 def volume_recurring_job_info(store, volume):
     """BackupMonitor.getVolumeRecurringJobInfos: JSON of the volume's jobs ("{}" when none)."""
     labels = (volume.get("metadata") or {}).get("labels") or {}
@@ -74,19 +87,15 @@ def volume_recurring_job_info(store, volume):
     for job in common.list_objects(store, "recurringjobs"):
         job_name = job["metadata"]["name"]
         spec = job.get("spec") or {}
-        job_spec = {"name": spec.get("name", job_name), "groups": spec.get("groups") or [], "task": spec.get("task", ""),
-                    "cron": spec.get("cron", ""), "retain": spec.get("retain", 0), "concurrency": spec.get("concurrency", 0),
-                    "labels": spec.get("labels") or {}, "parameters": spec.get("parameters") or {}}
-        for group in sorted(selected_groups & set(job_spec["groups"])):
-            info = infos.setdefault(job_name, {"jobSpec": job_spec, "fromJob": False, "fromGroup": []})
-            info["fromGroup"].append(group)
-        if job_name in selected_jobs:
-            info = infos.setdefault(job_name, {"jobSpec": job_spec, "fromJob": True, "fromGroup": []})
-            info["fromJob"] = True
-    for info in infos.values():
-        if not info["fromGroup"]:
-            del info["fromGroup"]     # json:"fromGroup,omitempty"
-    return json.dumps(infos, separators=(",", ":"), sort_keys=True)
+        groups = sorted(selected_groups & set(spec.get("groups") or []))
+        if not groups and job_name not in selected_jobs:
+            continue
+        info = {"jobSpec": _job_spec(job_name, spec)}
+        if groups:
+            info["fromGroup"] = groups      # json:"fromGroup,omitempty"
+        info["fromJob"] = job_name in selected_jobs
+        infos[job_name] = info
+    return json.dumps({name: infos[name] for name in sorted(infos)}, separators=(",", ":"))
 
 
 class BackupJob:

@@ -274,3 +274,26 @@ def test_removed_data_does_not_come_back_from_the_last_backup(env):
     # Offsets the first backup mapped are still mapped, now to the zero block (incremental merge, ref §3.3).
     zero_checksum = hashlib.sha512(bytes(2 * MIB)).hexdigest()[:64]
     assert zero_checksum in {block["BlockChecksum"] for block in cfg["Blocks"]}
+
+
+def test_volume_recurring_jobs_are_recorded_in_volume_cfg(env):
+    env.configure_target()
+    env.create("recurringjobs", "nightly", {"task": "backup", "cron": "0 2 * * *", "retain": 7, "groups": ["default"],
+                                            "concurrency": 2, "labels": {"team": "db"}})
+    env.create("recurringjobs", "hourly", {"task": "snapshot", "cron": "0 * * * *", "retain": 3, "concurrency": 1})
+    env.create_volume("vol-rj")
+    env.write_files("vol-rj", {"f": b"data"})
+
+    def _labels(obj):
+        obj["metadata"].setdefault("labels", {}).update({"recurring-job-group.longhorn.io/default": "enabled",
+                                                          "recurring-job.longhorn.io/hourly": "enabled"})
+    env.modify("volumes", "vol-rj", _labels)
+    env.snapshot("vol-rj", "snap-rj")
+    backup = env.backup("snap-rj", "backup-rj")
+    volume_cfg, _cfg, _image = restore_independently(env, "vol-rj", "backup-rj")
+    info = volume_cfg["Labels"]["VolumeRecurringJobInfo"]
+    # Go field order and omitempty (lm@v1.10.2 VolumeRecurringJobInfo / RecurringJobSpec).
+    assert info == ('{"hourly":{"jobSpec":{"name":"hourly","task":"snapshot","cron":"0 * * * *","retain":3,"concurrency":1},"fromJob":true},'
+                    '"nightly":{"jobSpec":{"name":"nightly","groups":["default"],"task":"backup","cron":"0 2 * * *","retain":7,'
+                    '"concurrency":2,"labels":{"team":"db"}},"fromGroup":["default"],"fromJob":false}}')
+    assert "VolumeRecurringJobInfo" not in backup["status"]["labels"]
