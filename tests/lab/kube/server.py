@@ -57,7 +57,6 @@ K8S_VERSION = {
     "compiler": "gc",
     "platform": "linux/amd64",
 }
-PUBLIC_PATHS = ("/healthz", "/readyz", "/livez", "/version", "/version/")
 USER = "system:admin"
 WRITE_VERBS = ("create", "update", "patch", "delete", "deletecollection")
 BOOKMARK_INTERVAL = 1.0
@@ -155,8 +154,12 @@ class _Request:
 class ApiServer:
     """``start()`` serves on ``host``; ``url`` and ``token`` tell clients where and how."""
 
-    def __init__(self, ctx, *, host="127.0.0.1", port=0, token=None, audit_path=None, tls=False):
-        """``tls=True`` serves https with a throwaway CA (``ca_pem``), which kubectl needs to send the token."""
+    def __init__(self, ctx, *, host="127.0.0.1", port=0, token=None, audit_path=None, tls=False, anonymous_health=False):
+        """``tls=True`` serves https with a throwaway CA (``ca_pem``), which kubectl needs to send the token.
+
+        k3s runs kube-apiserver with ``--anonymous-auth=false``: every path, /healthz and /version
+        included, needs the token unless ``anonymous_health`` opens those two groups.
+        """
         self.ctx = ctx
         self.tls = tls
         self.ca_pem = None
@@ -169,6 +172,7 @@ class ApiServer:
         self.audit_path = audit_path
         self.url = None
         self.bookmark_interval = BOOKMARK_INTERVAL
+        self.anonymous_health = anonymous_health
         self._loop = None
         self._thread = None
         self._runner = None
@@ -331,16 +335,17 @@ class ApiServer:
 
     async def _dispatch(self, request, info):
         path = request.path.rstrip("/") or "/"
-        if path in ("/healthz", "/readyz", "/livez") or path.startswith(("/healthz/", "/readyz/", "/livez/")):
-            return web.Response(text="ok", content_type="text/plain")
-        if path == "/version":
-            return self._json(K8S_VERSION)
-        if not self._authorized(request):
+        health = path in ("/healthz", "/readyz", "/livez", "/version") or path.startswith(("/healthz/", "/readyz/", "/livez/"))
+        if not self._authorized(request) and not (health and self.anonymous_health):
             try:
                 self._parse(path, info)  # only for the audit entry's verb
             except errors.ApiError:
                 pass
             raise errors.ApiError("Unauthorized", code=401, reason="Unauthorized")
+        if path in ("/healthz", "/readyz", "/livez") or path.startswith(("/healthz/", "/readyz/", "/livez/")):
+            return web.Response(text="ok", content_type="text/plain")
+        if path == "/version":
+            return self._json(K8S_VERSION)
         discovery = self._discovery(path)
         if discovery is not None:
             if request.method != "GET":

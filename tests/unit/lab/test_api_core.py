@@ -28,10 +28,13 @@ def test_requests_without_a_valid_token_get_401(api):
     assert status == 200 and body["kind"] == "NamespaceList"
 
 
-def test_health_and_version_need_no_token_like_public_info(api):
-    status, _headers, body = api.raw("GET", "/healthz", token=False)
+def test_health_and_version_need_the_token_like_k3s(api):
+    # k3s runs kube-apiserver with --anonymous-auth=false.
+    assert api.raw("GET", "/healthz", token=False)[0] == 401
+    assert api.raw("GET", "/version", token=False)[0] == 401
+    status, _headers, body = api.raw("GET", "/healthz")
     assert (status, body) == (200, "ok")
-    status, _headers, body = api.raw("GET", "/version", token=False)
+    status, _headers, body = api.raw("GET", "/version")
     assert status == 200
     assert body["gitVersion"].startswith("v1.33.") and body["gitVersion"].endswith("+k3s1")
     assert api.dyn.version["kubernetes"]["minor"] == "33"
