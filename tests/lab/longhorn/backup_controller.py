@@ -20,10 +20,11 @@ from concurrent.futures import ThreadPoolExecutor
 from ..context import LONGHORN_NAMESPACE
 from ..controllers.runtime import Controller
 from ..kube import errors
-from . import attachments, common, snapshots
+from . import attachments, common, snapshots, volumedata
 from . import settings as lh_settings
 from .attachments import LAB_NODE
 from .backup_target_controller import find_backup_volume
+from .backupstore import encode_backup_url
 from .common import LOG
 from .targets import TargetUnavailable, backupstore_for_target, parse_backup_target_url
 
@@ -131,9 +132,6 @@ class BackupJob:
             self._status.update(fields)
 
     def run(self):
-        from . import volumedata  # pylint: disable=import-outside-toplevel
-        from .backupstore import encode_backup_url  # pylint: disable=import-outside-toplevel
-
         writer = None
         try:
             started = common.rfc3339()   # ref §3.3: SnapshotCreatedAt is when the engine starts the backup
@@ -366,8 +364,6 @@ class BackupController(Controller):
 
     def _sync_from_store(self, backup, target_name, target, volume_name, previous_state):
         """Once created, the store is the source of truth: status from ``backup inspect`` (ref §1.3, §1.4)."""
-        from .backupstore import encode_backup_url  # pylint: disable=import-outside-toplevel
-
         name = backup["metadata"]["name"]
         try:
             backupstore = backupstore_for_target(self.ctx, target, probe=False)

@@ -18,6 +18,7 @@ from . import common
 from . import settings as lh_settings
 from .attachments import LAB_NODE
 from .backup_target_controller import backup_volume_of
+from .backupstore import BackupStoreError, parse_quantity
 from .common import LOG
 from .targets import TargetUnavailable, backupstore_for_target
 
@@ -28,8 +29,6 @@ LABEL_VOLUME_ACCESS_MODE = "longhorn.io/volume-access-mode"
 
 def backup_block_size_of(cfg):
     """What the controller puts in Backup.spec.backupBlockSize for a pulled backup (v1.10+)."""
-    from .backupstore import BackupStoreError, parse_quantity  # pylint: disable=import-outside-toplevel
-
     if cfg is None or not cfg.get("CreatedTime"):
         return "-1"    # inspect fails for in-progress backups: the size stays invalid
     value = (cfg.get("Parameters") or {}).get("backup-block-size")

@@ -11,7 +11,7 @@ snapshot is the captured data image of snapshots.py.
 from __future__ import annotations
 
 from ..controllers.runtime import Controller
-from . import attachments, common, snapshots
+from . import attachments, common, snapshots, volumedata
 from .attachments import LAB_NODE
 from .backup_controller import add_any_ticket, remove_ticket
 from .common import LOG
@@ -99,8 +99,6 @@ class SnapshotController(Controller):
 
     def _snapshot_info(self, snap, volume_name, creation_time):
         """syncSnapshotWithSnapshotInfo from what the engine would report for this snapshot."""
-        from . import volumedata  # pylint: disable=import-outside-toplevel
-
         name = snap["metadata"]["name"]
         status = snap.get("status") or {}
         image = snapshots.read(self.ctx, volume_name, name)

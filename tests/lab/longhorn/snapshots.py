@@ -14,6 +14,7 @@ import os
 import shutil
 
 from ..context import LONGHORN_NAMESPACE
+from . import volumedata
 
 
 class SnapshotMissing(Exception):
@@ -34,8 +35,6 @@ def _volume_size(ctx, volume_name):
 
 def capture(ctx, volume_name, snapshot_name):
     """Freeze the volume's current data as the snapshot's image."""
-    from . import volumedata  # pylint: disable=import-outside-toplevel
-
     image = volumedata.image_from_dir(ctx.volume_data_dir(volume_name), _volume_size(ctx, volume_name))
     path = image_path(ctx, volume_name, snapshot_name)
     os.makedirs(os.path.dirname(path), exist_ok=True)

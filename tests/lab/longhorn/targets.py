@@ -17,6 +17,7 @@ import urllib.parse
 from dataclasses import dataclass
 
 from ..context import LONGHORN_NAMESPACE
+from .backupstore import BackupStore
 
 BACKUP_TARGETS = ("longhorn.io", "backuptargets")
 DEFAULT_BACKUP_TARGET = "default"
@@ -197,8 +198,6 @@ def backupstore_for_target(ctx, target, probe=True):
 
     Raises TargetUnavailable (message as in the Unavailable condition, never with secret values).
     """
-    from .backupstore import BackupStore  # pylint: disable=import-outside-toplevel
-
     url = ((target.get("spec") or {}).get("backupTargetURL") or "")
     if not url:
         raise TargetUnavailable("backup target URL is empty")
@@ -221,7 +220,6 @@ def backupstore_for_target(ctx, target, probe=True):
         raise TargetUnavailable(unavailable_message(ctx, url, _engine_failure(ctx, url, "system-backup list", detail)))
     client = _client(ctx, values.get(AWS_ACCESS_KEY_ID), values.get(AWS_SECRET_ACCESS_KEY), endpoint, parsed.region)
     store = BackupStore(client, parsed.bucket, parsed.path)
-    store.target_url = parsed.normalized
     if probe:
         try:
             store.list_system_backups()

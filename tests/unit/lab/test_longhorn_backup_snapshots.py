@@ -285,8 +285,8 @@ def test_volume_recurring_jobs_are_recorded_in_volume_cfg(env):
     env.write_files("vol-rj", {"f": b"data"})
 
     def _labels(obj):
-        obj["metadata"].setdefault("labels", {}).update({"recurring-job-group.longhorn.io/default": "enabled",
-                                                          "recurring-job.longhorn.io/hourly": "enabled"})
+        labels = obj["metadata"].setdefault("labels", {})
+        labels.update({"recurring-job-group.longhorn.io/default": "enabled", "recurring-job.longhorn.io/hourly": "enabled"})
     env.modify("volumes", "vol-rj", _labels)
     env.snapshot("vol-rj", "snap-rj")
     backup = env.backup("snap-rj", "backup-rj")
