@@ -355,10 +355,17 @@ class ApiServer:
             return self._json(self._openapi_v3(path))
         if path.startswith(("/openapi", "/.well-known")):
             raise errors.ApiError("the server could not find the requested resource", code=404, reason="NotFound")
+        try:
+            self._parse(path, info)
+            refused = None
+        except errors.ApiError as exc:
+            refused = exc
+        # A matching fault answers even for paths that would fail (the server itself is what is broken).
         fault = self.ctx.faults.api_fault_for(request.method, request.path) if getattr(self.ctx, "faults", None) else None
-        self._parse(path, info)
         if fault is not None:
             return await self._apply_fault(request, info, fault)
+        if refused is not None:
+            raise refused
         return await self._route(request, info)
 
     async def _apply_fault(self, request, info, fault):
@@ -666,7 +673,7 @@ class ApiServer:
 
     async def _list(self, request, info):
         rtype = info.rtype
-        field_req = self._check_field_selector(rtype, info.query.get("fieldSelector", ""))
+        field_req = await self._call(self._check_field_selector, rtype, info.query.get("fieldSelector", ""))
         items, resource_version = await self._call(self.store.list, rtype, info.namespace, info.query.get("labelSelector"), field_req)
         continue_token, remaining = None, None
         start = info.query.get("continue")
@@ -708,7 +715,7 @@ class ApiServer:
 
     async def _watch(self, request, info):
         rtype = info.rtype
-        field_req = self._check_field_selector(rtype, info.query.get("fieldSelector", ""))
+        field_req = await self._call(self._check_field_selector, rtype, info.query.get("fieldSelector", ""))
         label_selector = info.query.get("labelSelector")
         resource_version = info.query.get("resourceVersion")
         try:
@@ -1001,7 +1008,7 @@ class ApiServer:
         body = await self._read_body(request, info, required=False)
         propagation, preconditions, dry_run = self._delete_options(body, info)
         del preconditions
-        field_req = self._check_field_selector(rtype, info.query.get("fieldSelector", ""))
+        field_req = await self._call(self._check_field_selector, rtype, info.query.get("fieldSelector", ""))
         items, resource_version = await self._call(self.store.list, rtype, info.namespace, info.query.get("labelSelector"), field_req)
         deleted = []
         for item in items:
