@@ -189,6 +189,11 @@ def rtype(store, plural):
     return found
 
 
+def store_missing(store, plural):
+    """True while the CRD of ``plural`` is not served (during a wipe and reinstall)."""
+    return store.registry.by_plural(plural, GROUP) is None
+
+
 def get(store, plural, name):
     found = store.registry.by_plural(plural, GROUP)
     if found is None or not name:

@@ -249,3 +249,36 @@ def test_legacy_settings_drive_the_default_target(env_factory, tmp_path, version
         obj["spec"]["pollInterval"] = "0s"
     env.modify("backuptargets", "default", _edit)
     env.wait_target(lambda t: t["spec"]["pollInterval"] == "2m0s", what="CR reverted to the settings")
+
+
+def test_default_resource_configmap_overwrites_the_default_target(env):
+    env.create_secret()
+
+    def _data(text):
+        def _apply(obj):
+            obj["data"] = {"default-resource.yaml": text}
+        return _apply
+    env.store.modify("configmaps", NS, "longhorn-default-resource",
+                     _data("backup-target: %s\nbackup-target-credential-secret: %s\nbackupstore-poll-interval: 600\n"
+                           % (env.target_url, SECRET_NAME)))
+    target = env.wait_target(lambda t: t["spec"]["backupTargetURL"] == env.target_url and (t["status"] or {}).get("lastSyncedAt"),
+                             what="target from the ConfigMap")
+    assert target["spec"]["credentialSecret"] == SECRET_NAME
+    assert target["spec"]["pollInterval"] == "10m0s"
+
+    # A kubectl/Ansible edit of the CR stays until the ConfigMap is applied again (ref §1.2, #10043).
+    def _edit(obj):
+        obj["spec"]["pollInterval"] = "1m0s"
+    env.modify("backuptargets", "default", _edit)
+    time.sleep(0.3)
+    assert env.get("backuptargets", "default")["spec"]["pollInterval"] == "1m0s"
+
+    def _touch(obj):
+        obj["metadata"].setdefault("labels", {})["touched"] = "yes"
+    env.store.modify("configmaps", NS, "longhorn-default-resource", _touch)
+    env.wait_target(lambda t: t["spec"]["pollInterval"] == "10m0s", what="CR overwritten by the ConfigMap")
+
+    # Keys absent from the ConfigMap keep the CR's values.
+    env.store.modify("configmaps", NS, "longhorn-default-resource", _data("backupstore-poll-interval: 120\n"))
+    target = env.wait_target(lambda t: t["spec"]["pollInterval"] == "2m0s", what="poll interval only")
+    assert target["spec"]["backupTargetURL"] == env.target_url
