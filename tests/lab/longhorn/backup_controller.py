@@ -515,4 +515,21 @@ def common_not_found(singular, name):
     return '%s.longhorn.io "%s" not found' % (singular, name)
 
 
-CONTROLLERS = [BackupController]
+class RecurringJobController(Controller):
+    """Recurring jobs are stored, not run, in the lab: the controller only takes ownership (ref §1.9)."""
+
+    name = "longhorn-recurring-job"
+    watches = (("longhorn.io", "recurringjobs"),)
+
+    def reconcile(self, key):
+        job = common.get(self.store, "recurringjobs", key[3])
+        if job is None:
+            return None
+        status = job.get("status") or {}
+        if status.get("ownerID") != LAB_NODE or "executionCount" not in status:
+            common.update_status(self.store, "recurringjobs", key[3],
+                                 lambda s: s.update(ownerID=LAB_NODE, executionCount=int(s.get("executionCount") or 0)))
+        return None
+
+
+CONTROLLERS = [BackupController, RecurringJobController]

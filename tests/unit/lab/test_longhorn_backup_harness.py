@@ -271,7 +271,7 @@ def image_of(files, size=8 * MIB, tmp=None):
 def test_env_runs_the_backup_side_controllers(env):
     names = [c.name for c in env.manager.controllers()]
     assert names == ["longhorn-setting", "longhorn-default-resource", "longhorn-backup-target", "longhorn-backup-volume",
-                     "longhorn-snapshot", "longhorn-backup", "stand-in-attacher"]
+                     "longhorn-snapshot", "longhorn-backup", "longhorn-recurring-job", "stand-in-attacher"]
 
 
 def test_env_target_becomes_available_and_synced(env):

@@ -297,3 +297,7 @@ def test_volume_recurring_jobs_are_recorded_in_volume_cfg(env):
                     '"nightly":{"jobSpec":{"name":"nightly","groups":["default"],"task":"backup","cron":"0 2 * * *","retain":7,'
                     '"concurrency":2,"labels":{"team":"db"}},"fromGroup":["default"],"fromJob":false}}')
     assert "VolumeRecurringJobInfo" not in backup["status"]["labels"]
+    # Jobs are stored, never run, in the lab.
+    job = wait_for(lambda: (env.get("recurringjobs", "nightly").get("status") or {}).get("ownerID") and env.get("recurringjobs", "nightly"),
+                   what="recurring job owned")
+    assert job["status"] == {"ownerID": "lab-node-1", "executionCount": 0}
