@@ -76,7 +76,6 @@ class Lab:
     # ---- lifecycle --------------------------------------------------------
     def start(self):
         from .kube import builtin_validation, schema
-        from .kube.kubeconfig import write_kubeconfig
         from .kube.server import ApiServer
         from .s3 import S3Server
 
@@ -92,10 +91,11 @@ class Lab:
         builtin_validation.register(self.store)
         for name in WEBHOOK_MODULES:
             _import(name).register(self.store, self.ctx)
-        self.api = ApiServer(self.ctx, port=self.config.api_port, audit_path=self.audit_log)
+        # TLS as on k3s: kubectl sends the bearer token only over https.
+        self.api = ApiServer(self.ctx, port=self.config.api_port, audit_path=self.audit_log, tls=True)
         self.api.start()
         self.token = self.api.token
-        write_kubeconfig(self.kubeconfig, self.api.url, self.api.token)
+        self.api.write_kubeconfig(self.kubeconfig)
         self._install()
         self.manager = ControllerManager(self.store)
         for name in CONTROLLER_MODULES:

@@ -85,6 +85,9 @@ class Invalid(ApiError):
         self.causes = list(causes)
         qualified = "%s.%s" % (kind, group) if group else kind
         text = ", ".join("%s: %s" % (field, msg) if field else msg for field, msg, _reason in self.causes)
+        if len(self.causes) > 1:
+            # The API server brackets an aggregate of several field errors.
+            text = "[%s]" % text
         details = {"name": name, "kind": kind, "causes": [
             {"reason": reason, "message": msg, "field": field} for field, msg, reason in self.causes]}
         if group:

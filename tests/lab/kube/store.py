@@ -176,12 +176,15 @@ class Store:
             validate(request)
 
     def _validate_name(self, rtype, name):
-        pattern, limit = (_DNS_LABEL, 63) if rtype.key in _LABEL_NAMED else (_DNS_SUBDOMAIN, 253)
+        if rtype.key in _LABEL_NAMED:
+            pattern, limit, what, chars = _DNS_LABEL, 63, "label", "'-'"
+        else:
+            pattern, limit, what, chars = _DNS_SUBDOMAIN, 253, "subdomain", "'-' or '.'"
         if not name or len(name) > limit or not pattern.match(name):
             raise errors.Invalid(rtype.kind, name, [(
                 "metadata.name", 'Invalid value: "%s": a lowercase RFC 1123 %s must consist of lower case alphanumeric '
-                "characters, '-' or '.', and must start and end with an alphanumeric character" % (
-                    name, "label" if limit == 63 else "subdomain"), "FieldValueInvalid")], group=rtype.group)
+                "characters, %s, and must start and end with an alphanumeric character" % (name, what, chars),
+                "FieldValueInvalid")], group=rtype.group)
 
     def _commit(self, rtype, etype, obj, old):
         event = Event(int(obj["metadata"]["resourceVersion"]), rtype.key, etype, copy.deepcopy(obj), copy.deepcopy(old))
@@ -245,7 +248,7 @@ class Store:
             else:
                 meta.pop("namespace", None)
             if not meta.get("name") and meta.get("generateName"):
-                suffix = "".join(random.choice(string.ascii_lowercase + string.digits) for _ in range(5))
+                suffix = "".join(random.choice(string.ascii_lowercase + string.digits) for _position in range(5))
                 meta["name"] = meta["generateName"] + suffix
             name = meta.get("name", "")
             if not name:
@@ -396,7 +399,12 @@ class Store:
             if current["metadata"].get("deletionTimestamp"):
                 return copy.deepcopy(current)
             is_namespace = rtype.key == ("", "namespaces")
-            if current["metadata"].get("finalizers") or is_namespace or propagation == "Foreground":
+            if propagation == "Orphan":
+                self._orphan_dependents(current["metadata"]["uid"])
+            elif propagation == "Foreground":
+                # Dependents go first; the owner follows once nothing holds it.
+                self._collect_dependents(current["metadata"]["uid"])
+            if current["metadata"].get("finalizers") or is_namespace:
                 obj = copy.deepcopy(current)
                 obj["metadata"]["deletionTimestamp"] = now_rfc3339()
                 obj["metadata"]["deletionGracePeriodSeconds"] = 0
@@ -430,6 +438,17 @@ class Store:
                 owners = obj["metadata"].get("ownerReferences") or []
                 if any(ref.get("uid") == owner_uid for ref in owners) and not obj["metadata"].get("deletionTimestamp"):
                     self.delete(rtype, ns, name, user="garbage-collector")
+
+    def _orphan_dependents(self, owner_uid):
+        for rtype in self.registry.all():
+            for key, obj in list(self._objects[rtype.key].items()):
+                owners = obj["metadata"].get("ownerReferences") or []
+                if any(ref.get("uid") == owner_uid for ref in owners):
+                    updated = copy.deepcopy(obj)
+                    updated["metadata"]["ownerReferences"] = [ref for ref in owners if ref.get("uid") != owner_uid]
+                    updated["metadata"]["resourceVersion"] = str(self._next_rv())
+                    self._objects[rtype.key][key] = updated
+                    self._commit(rtype, "MODIFIED", updated, obj)
 
     def _empty_namespace(self, namespace):
         for rtype in self.registry.all():
