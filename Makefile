@@ -45,7 +45,7 @@ $(VENV_STAMP):
 	@command -v $(PYTHON) >/dev/null || { echo "make: $(PYTHON) not found; install Python $(PYTHON_VERSION) or run make PYTHON=/path/to/python3.11" >&2; exit 1; }
 	@if [ -x $(VPY) ] && ! $(VPY) -c 'import sys; sys.exit(sys.version_info[:2] != ($(subst .,$(comma),$(PYTHON_VERSION))))'; then \
 		echo "$(VENV) is not Python $(PYTHON_VERSION); recreating it"; rm -rf $(VENV); fi
-	@[ -x $(VPY) ] || $(PYTHON) -m venv $(VENV)
+	@[ -x $(VPY) ] || $(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); echo "make: '$(PYTHON) -m venv' failed (on Debian/Ubuntu: apt-get install python3.11-venv)" >&2; exit 1; }
 	$(VPY) -m pip install --quiet -r requirements/test.txt
 	@rm -f $(VENV)/.installed-*
 	@touch $@
@@ -60,8 +60,8 @@ $(SELF_LINK):
 	@mkdir -p $(dir $@)
 	ln -sfn ../../.. $@
 
-lint: all ## ansible-lint, production profile, offline
-	ansible-lint
+lint: all ## ansible-lint, production profile, offline (.ansible-lint)
+	ansible-lint --offline
 
 sanity: all ## ansible-test sanity on a staged copy (no ignore files)
 	$(VPY) scripts/seed_ansible_test_pip.py
@@ -75,6 +75,7 @@ units: all ## Unit tests only (tests/unit)
 	rc=0; TMPDIR=$(RUN_TMP) pytest tests/unit || rc=$$?; \
 		if [ $$rc -eq 5 ]; then echo "make units: no unit tests collected" >&2; exit 0; fi; exit $$rc
 
+# Exit code 5 (nothing collected) fails here: the smoke test always exists, so it means a broken collection.
 pytest: all ## Unit and integration tests in one pytest run (integration needs no setup: it starts the lab)
 	@mkdir -p $(RUN_TMP)
 	TMPDIR=$(RUN_TMP) pytest tests/unit tests/integration
