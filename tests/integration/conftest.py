@@ -154,7 +154,9 @@ def run_playbook(lab, tmp_path):
         try:
             completed = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False)
         except subprocess.TimeoutExpired as exc:
-            pytest.fail(f'{" ".join(command)} did not finish within {timeout}s\n{exc.stdout or ""}\n{exc.stderr or ""}')
+            # TimeoutExpired carries bytes even with text=True
+            partial = [stream.decode(errors='replace') if isinstance(stream, bytes) else stream or '' for stream in (exc.stdout, exc.stderr)]
+            pytest.fail(f'{" ".join(command)} did not finish within {timeout}s\n' + '\n'.join(partial))
         try:
             output = json.loads(completed.stdout)
         except ValueError:
