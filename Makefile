@@ -78,7 +78,7 @@ units: all ## Unit tests only (tests/unit)
 # Exit code 5 (nothing collected) fails here: the smoke test always exists, so it means a broken collection.
 pytest: all ## Unit and integration tests in one pytest run (integration needs no setup: it starts the lab)
 	@mkdir -p $(RUN_TMP)
-	TMPDIR=$(RUN_TMP) pytest tests/unit tests/integration
+	TMPDIR=$(RUN_TMP) pytest --durations=15 tests/unit tests/integration
 
 molecule: all ## Molecule scenarios (extensions/molecule) against the lab
 	@mkdir -p $(RUN_TMP)
@@ -103,6 +103,13 @@ test: ## Everything CI runs, in order; all steps run (FAIL_FAST=1 stops at the f
 	printf "make test summary:\n$$summary"; \
 	if [ -n "$$failed" ]; then echo "make test: FAILED:$$failed" >&2; exit 1; fi; \
 	echo "make test: all steps passed"
+
+# Connection comes from the environment (K8S_AUTH_KUBECONFIG, K8S_AUTH_CONTEXT, AWS_ACCESS_KEY_ID,
+# AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL: what AWX injects) or from EXTRA_VARS, e.g.
+#   make configure-backups EXTRA_VARS=@site-backups.yml   (a Vault-encrypted file works: add ANSIBLE_ARGS=--ask-vault-pass)
+.PHONY: configure-backups
+configure-backups: all ## Configure the backup target and recurring jobs (EXTRA_VARS=@file.yml, INVENTORY=..., ANSIBLE_ARGS=...)
+	ansible-playbook $(if $(INVENTORY),-i '$(INVENTORY)') $(if $(EXTRA_VARS),-e '$(EXTRA_VARS)') $(ANSIBLE_ARGS) homelab.longhorn_dr.configure_backups
 
 demo: ## (not yet) A full backup/wipe/restore cycle against the lab
 	@echo "make demo: not available yet. The demo (backup, wipe, restore against the lab) arrives" >&2
