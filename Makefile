@@ -116,6 +116,12 @@ demo: ## (not yet) A full backup/wipe/restore cycle against the lab
 	@echo "with the restore work; nothing was run. Use 'make test' meanwhile." >&2
 	@exit 1
 
+# Connection as for configure-backups: K8S_AUTH_KUBECONFIG / K8S_AUTH_CONTEXT from the environment, or
+#   make backup-now EXTRA_VARS='longhorn_dr_kubeconfig=~/.kube/config backup_now_backup_mode=full'
+.PHONY: backup-now
+backup-now: all ## Back up every Longhorn volume, then a system backup (EXTRA_VARS=..., INVENTORY=..., ANSIBLE_ARGS=...)
+	ansible-playbook $(if $(INVENTORY),-i '$(INVENTORY)') $(if $(EXTRA_VARS),-e '$(EXTRA_VARS)') $(ANSIBLE_ARGS) homelab.longhorn_dr.backup_now
+
 clean: ## Remove test output and staged copies (keeps .venv and .collections)
 	rm -rf $(BUILD) tests/output .pytest_cache homelab-longhorn_dr-*.tar.gz
 
