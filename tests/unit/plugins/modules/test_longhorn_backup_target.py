@@ -1,0 +1,299 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, homelab.longhorn_dr contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Unit tests of longhorn_backup_target and its _backup_target helpers, with a fake cluster."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import datetime
+import json
+
+import pytest
+
+from ansible.module_utils.testing import patch_module_args
+
+from ansible_collections.homelab.longhorn_dr.plugins.module_utils import _backup_target as bt
+from ansible_collections.homelab.longhorn_dr.plugins.module_utils._k8s import LonghornError, WaitTimeout
+from ansible_collections.homelab.longhorn_dr.plugins.modules import longhorn_backup_target as module_under_test
+
+NS = "longhorn-system"
+URL = "s3://backups@us-east-1/"
+EMPTY_SPEC = {"backupTargetURL": "", "credentialSecret": "", "pollInterval": "5m0s"}
+NOW = datetime.datetime(2026, 1, 2, 3, 4, 5, 600000, tzinfo=datetime.timezone.utc)
+
+
+class FakeAccess:
+    """Objects keyed by (kind, name); records writes; a dry run in check mode changes nothing."""
+
+    def __init__(self, objects, check_mode=False, on_wait=None):
+        self.objects = copy.deepcopy(objects)
+        self.check_mode = check_mode
+        self.writes = []
+        self.on_wait = on_wait
+
+    def get(self, kind, _api_version, name, namespace=None):
+        assert namespace == NS
+        return copy.deepcopy(self.objects.get((kind, name)))
+
+    def create(self, kind, _api_version, body, namespace=None):
+        self.writes.append(("create", kind, body["metadata"]["name"], body, self.check_mode))
+        if not self.check_mode:
+            self.objects[(kind, body["metadata"]["name"])] = copy.deepcopy(body)
+        return copy.deepcopy(body)
+
+    def merge_patch(self, kind, _api_version, name, patch, namespace=None):
+        self.writes.append(("patch", kind, name, patch, self.check_mode))
+        merged = copy.deepcopy(self.objects[(kind, name)])
+        for key, value in patch.items():
+            if isinstance(value, dict):
+                merged.setdefault(key, {}).update(value)
+            else:
+                merged[key] = value
+        if not self.check_mode:
+            self.objects[(kind, name)] = merged
+        return copy.deepcopy(merged)
+
+    def delete(self, kind, _api_version, name, namespace=None):
+        self.writes.append(("delete", kind, name, None, self.check_mode))
+        if not self.check_mode:
+            self.objects.pop((kind, name), None)
+
+    def wait_for(self, kind, _api_version, names, predicate, namespace=None, timeout=600, sleep=2):
+        if self.on_wait:
+            self.on_wait(self)
+        obj = self.objects[(kind, names[0])]
+        if predicate(obj):
+            return {names[0]: obj}
+        raise WaitTimeout("timeout", pending=names, last={names[0]: obj})
+
+    def real_writes(self):
+        return [w for w in self.writes if not w[4]]
+
+
+class FakeModule:
+    def __init__(self, check_mode=False, diff=True, **params):
+        self.params = dict(name="default", namespace=NS, state="present", url=None, credential_secret=None, access_key=None,
+                           secret_key=None, endpoints=None, cert=None, virtual_hosted_style=None, poll_interval=None,
+                           sync=False, wait=True, wait_timeout=10, wait_sleep=1)
+        self.params.update(params)
+        self.check_mode = check_mode
+        self._diff = diff
+
+
+def cluster(version="v1.10.2", spec=None, status=None, configmap=""):
+    objects = {
+        ("Setting", "current-longhorn-version"): {"metadata": {"name": "current-longhorn-version"}, "value": version},
+        ("ConfigMap", "longhorn-default-resource"): {"metadata": {"name": "longhorn-default-resource"},
+                                                     "data": {"default-resource.yaml": configmap}},
+        ("BackupTarget", "default"): {"metadata": {"name": "default", "namespace": NS},
+                                      "spec": spec if spec is not None else dict(EMPTY_SPEC),
+                                      "status": status or {"available": False}},
+    }
+    if version.startswith("v1.7"):
+        for name, value in (("backup-target", ""), ("backup-target-credential-secret", ""), ("backupstore-poll-interval", "300")):
+            objects[("Setting", name)] = {"metadata": {"name": name}, "value": value}
+    return objects
+
+
+def synced(access):
+    """What Longhorn does after the change: available, and a sync a second later."""
+    target = access.objects[("BackupTarget", "default")]
+    target["status"] = {"available": True, "lastSyncedAt": "2026-01-02T03:04:06Z",
+                        "conditions": [{"type": "Unavailable", "status": "False", "message": ""}]}
+
+
+def run(access, module, clock=NOW.timestamp):
+    return module_under_test.BackupTargetManager(module, access, clock=clock).run()
+
+
+def creds(**extra):
+    params = dict(url=URL, credential_secret="creds", access_key=" AKIA123\n", secret_key="s3cr3t-value\n", endpoints="http://minio:9000")
+    params.update(extra)
+    return params
+
+
+# --- helpers ---------------------------------------------------------------------------------------
+
+def test_secret_values_are_trimmed_and_bool_is_text():
+    values = bt.secret_values({"access_key": " a ", "secret_key": "b\n", "cert": "-----BEGIN-----\nx\n-----END-----\n",
+                               "virtual_hosted_style": False, "endpoints": None})
+    assert values == {"AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b", "AWS_CERT": "-----BEGIN-----\nx\n-----END-----",
+                      "VIRTUAL_HOSTED_STYLE": "false"}
+
+
+def test_target_view_normalizes_interval_and_empty_fields():
+    assert bt.target_view({"pollInterval": "300s"}) == bt.target_view({"pollInterval": "5m0s", "credentialSecret": ""})
+    assert bt.target_view({"pollInterval": "5m0s", "syncRequestedAt": "2026-01-01T00:00:00Z"})["pollInterval"] == 300.0
+
+
+def test_spec_and_settings_patches_only_carry_differences():
+    current = bt.target_view({"backupTargetURL": URL, "pollInterval": "5m0s"})
+    desired = bt.desired_view(current, url=URL, poll_seconds=600.0)
+    assert bt.spec_patch(current, desired) == {"pollInterval": "10m0s"}
+    assert bt.settings_patch(current, desired) == {"backupstore-poll-interval": "600"}
+    assert bt.spec_patch(current, bt.desired_view(current, poll_seconds=300.0)) == {}
+
+
+def test_configmap_backup_keys():
+    import yaml
+    configmap = {"data": {"default-resource.yaml": "backup-target: s3://a@b/\nbackupstore-poll-interval: ''\nother: 1\n"}}
+    assert bt.configmap_backup_keys(configmap, yaml.safe_load) == ["backup-target"]
+    assert bt.configmap_backup_keys({"data": {"default-resource.yaml": ""}}, yaml.safe_load) == []
+    assert bt.configmap_backup_keys({"data": {"default-resource.yaml": "[: bad"}}, yaml.safe_load) == []
+
+
+def test_is_ready_needs_a_sync_newer_than_the_change():
+    target = {"status": {"available": True, "lastSyncedAt": "2026-01-02T03:04:05Z"}}
+    assert bt.is_ready(target) is True
+    assert bt.is_ready(target, NOW, previous_synced=None) is True  # same second as the change: floored
+    assert bt.is_ready(target, NOW, previous_synced="2026-01-02T03:04:05Z") is False
+    assert bt.is_ready(target, NOW + datetime.timedelta(seconds=2)) is False
+    assert bt.is_ready({"status": {"available": False, "lastSyncedAt": "2026-01-02T03:04:09Z"}}) is False
+    assert bt.is_ready({"status": {"available": True}}) is False
+
+
+def test_parse_time_accepts_fractions():
+    assert bt.parse_time("2026-01-02T03:04:05.123456789Z") == datetime.datetime(2026, 1, 2, 3, 4, 5, 123456, tzinfo=datetime.timezone.utc)
+    assert bt.parse_time("") is None and bt.parse_time("garbage") is None
+
+
+# --- the manager -----------------------------------------------------------------------------------
+
+def test_check_mode_writes_nothing_for_real_and_masks_the_diff():
+    access = FakeAccess(cluster(), check_mode=True)
+    result = run(access, FakeModule(check_mode=True, **creds()))
+    assert result["changed"] is True
+    assert access.real_writes() == []
+    assert result["diff"]["after"]["secret"] == {"name": "creds", "data": {
+        "AWS_ACCESS_KEY_ID": "******** (changed)", "AWS_ENDPOINTS": "******** (changed)", "AWS_SECRET_ACCESS_KEY": "******** (changed)"}}
+    assert result["diff"]["after"]["target"] == {"backupTargetURL": URL, "credentialSecret": "creds", "pollInterval": "5m0s"}
+    assert "s3cr3t-value" not in json.dumps(result) and "AKIA123" not in json.dumps(result)
+
+
+def test_apply_then_rerun_is_idempotent_and_poll_forms_compare_equal():
+    access = FakeAccess(cluster(), on_wait=synced)
+    first = run(access, FakeModule(poll_interval=300, **creds()))
+    assert first["changed"] is True
+    secret = access.objects[("Secret", "creds")]
+    assert base64.b64decode(secret["data"]["AWS_SECRET_ACCESS_KEY"]).decode() == "s3cr3t-value"
+    assert base64.b64decode(secret["data"]["AWS_ACCESS_KEY_ID"]).decode() == "AKIA123"
+    assert access.objects[("BackupTarget", "default")]["spec"]["credentialSecret"] == "creds"
+    assert "s3cr3t-value" not in json.dumps(first)
+
+    writes = len(access.writes)
+    second = run(access, FakeModule(poll_interval="5m0s", **creds()))
+    assert second["changed"] is False
+    assert len(access.writes) == writes
+    assert "diff" not in second
+
+
+def test_changed_secret_only_requests_a_sync():
+    objects = cluster(spec={"backupTargetURL": URL, "credentialSecret": "creds", "pollInterval": "5m0s"})
+    objects[("Secret", "creds")] = {"metadata": {"name": "creds"}, "data": bt.encode_secret_data(
+        {"AWS_ACCESS_KEY_ID": "AKIA123", "AWS_SECRET_ACCESS_KEY": "old", "AWS_ENDPOINTS": "http://minio:9000"})}
+    access = FakeAccess(objects, on_wait=synced)
+    result = run(access, FakeModule(**creds()))
+    assert result["changed"] is True and result["sync_requested"] is True
+    assert result["secret_changed_keys"] == ["AWS_SECRET_ACCESS_KEY"]
+    assert result["diff"]["before"]["secret"]["data"]["AWS_SECRET_ACCESS_KEY"] == "********"
+    assert [w[:3] for w in access.writes] == [("patch", "Secret", "creds"), ("patch", "BackupTarget", "default")]
+    assert access.objects[("BackupTarget", "default")]["spec"]["syncRequestedAt"] == "2026-01-02T03:04:05Z"
+
+
+def test_sync_true_always_changes():
+    objects = cluster(spec={"backupTargetURL": URL, "credentialSecret": "", "pollInterval": "5m0s"},
+                      status={"available": True, "lastSyncedAt": "2026-01-02T03:00:00Z"})
+    access = FakeAccess(objects, on_wait=synced)
+    result = run(access, FakeModule(sync=True))
+    assert result["changed"] is True and result["sync_requested"] is True
+
+
+def test_wait_timeout_reports_the_unavailable_message():
+    def unavailable(access):
+        access.objects[("BackupTarget", "default")]["status"] = {"available": False, "conditions": [
+            {"type": "Unavailable", "status": "True", "reason": "Unavailable", "message": "failed to list system backups: AccessDenied"}]}
+    access = FakeAccess(cluster(), on_wait=unavailable)
+    with pytest.raises(LonghornError) as caught:
+        run(access, FakeModule(**creds()))
+    assert "Timed out after 10s waiting for BackupTarget default" in str(caught.value)
+    assert "AccessDenied" in str(caught.value)
+    assert "s3cr3t-value" not in str(caught.value) and "s3cr3t-value" not in json.dumps(caught.value.details)
+
+
+@pytest.mark.parametrize("url", ["s3://backups/", "s3://backups@us-east-1/path", "ftp://x/"])
+def test_bad_url_fails_before_any_request(url):
+    access = FakeAccess({})  # any get would raise KeyError-free None; writes are what matter
+    with pytest.raises(LonghornError) as caught:
+        run(access, FakeModule(**creds(url=url)))
+    assert url in str(caught.value)
+    assert access.writes == []
+
+
+def test_bad_poll_interval_fails():
+    access = FakeAccess(cluster())
+    with pytest.raises(LonghornError, match="invalid poll interval 'soon'"):
+        run(access, FakeModule(url=URL, poll_interval="soon"))
+    assert access.writes == []
+
+
+def test_legacy_versions_write_settings():
+    access = FakeAccess(cluster(version="v1.7.2"), on_wait=synced)
+    result = run(access, FakeModule(poll_interval="10m", **creds()))
+    assert result["legacy_settings"] is True and result["changed"] is True
+    assert access.objects[("Setting", "backup-target")]["value"] == URL
+    assert access.objects[("Setting", "backup-target-credential-secret")]["value"] == "creds"
+    assert access.objects[("Setting", "backupstore-poll-interval")]["value"] == "600"
+    assert not [w for w in access.writes if w[1] == "BackupTarget"]
+
+
+def test_legacy_versions_refuse_named_targets():
+    with pytest.raises(LonghornError, match="need 1.8 or later"):
+        run(FakeAccess(cluster(version="v1.7.2")), FakeModule(name="other", url=URL))
+
+
+def test_configmap_keys_give_a_warning():
+    access = FakeAccess(cluster(configmap="backup-target: s3://x@y/\n"), on_wait=synced)
+    manager = module_under_test.BackupTargetManager(FakeModule(url=URL), access, clock=NOW.timestamp)
+    manager.run()
+    assert any("longhorn-default-resource" in warning and "backup-target" in warning for warning in manager.warnings)
+
+
+def test_absent_clears_default_and_deletes_named():
+    objects = cluster(spec={"backupTargetURL": URL, "credentialSecret": "creds", "pollInterval": "5m0s"})
+    objects[("BackupTarget", "other")] = {"metadata": {"name": "other"}, "spec": {"backupTargetURL": "nfs://nas:/x"}}
+    access = FakeAccess(objects)
+    result = run(access, FakeModule(state="absent"))
+    assert result["changed"] is True
+    assert access.objects[("BackupTarget", "default")]["spec"]["backupTargetURL"] == ""
+    assert run(access, FakeModule(state="absent"))["changed"] is False
+    assert run(access, FakeModule(state="absent", name="other"))["changed"] is True
+    assert ("BackupTarget", "other") not in access.objects
+    assert run(access, FakeModule(state="absent", name="other"))["changed"] is False
+
+
+def test_new_named_target_polls_every_300s():
+    access = FakeAccess(cluster())
+    run(access, FakeModule(name="second", url="nfs://nas:/export", wait=False))
+    expected = {"backupTargetURL": "nfs://nas:/export", "credentialSecret": "", "pollInterval": "5m0s"}
+    assert access.objects[("BackupTarget", "second")]["spec"] == expected
+
+
+# --- argument spec ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("args, words", [
+    ({"access_key": "AKIAEXAMPLEKEY", "secret_key": "ExampleSecretValue"}, "credential_secret"),
+    ({"credential_secret": "creds", "access_key": "AKIAEXAMPLEKEY"}, "secret_key"),
+    ({"state": "gone"}, "state"),
+    ({"wait_timeout": "soon"}, "wait_timeout"),
+])
+def test_argspec_errors(args, words, capsys):
+    with patch_module_args(args):
+        with pytest.raises(SystemExit):
+            module_under_test.main()
+    out = json.loads(capsys.readouterr().out)
+    assert out["failed"] is True
+    assert words in out["msg"]
+    assert "ExampleSecretValue" not in json.dumps(out)
