@@ -52,6 +52,8 @@ S3_CONNECTION_ARG_SPEC = dict(
 CREDENTIAL_ERROR_CODES = ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "InvalidToken", "ExpiredToken")
 # S3 drop-ins (MinIO, Ceph) answer these for APIs they do not implement.
 NOT_IMPLEMENTED_CODES = ("NotImplemented", "XNotImplemented", "501", "MethodNotAllowed")
+# botocore exceptions raised before any request is sent because credentials are missing.
+NO_CREDENTIALS_ERRORS = ("NoCredentialsError", "PartialCredentialsError")
 RETRYABLE_CODES = ("SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "RequestTimeTooSkewed",
                    "InternalError", "ServiceUnavailable", "500", "502", "503", "504")
 
@@ -81,6 +83,9 @@ def classify(exc, action):
     if isinstance(exc, S3Error):
         return exc
     code = error_code(exc)
+    if type(exc).__name__ in NO_CREDENTIALS_ERRORS:
+        # botocore found no (or half of the) credentials: a configuration problem, not a network one.
+        return S3Error("Failed to %s: %s" % (action, type(exc).__name__), code=type(exc).__name__, kind="credentials")
     if isinstance(exc, EndpointConnectionError) or (isinstance(exc, BotoCoreError) and code is None):
         return S3Error("Failed to %s: endpoint unreachable (%s)" % (action, type(exc).__name__), code=type(exc).__name__, kind="unreachable")
     if code in CREDENTIAL_ERROR_CODES:
@@ -119,15 +124,20 @@ def call_with_retry(func, *args, retries=4, delay=0.2, max_delay=3.0, sleep=time
             attempt += 1
 
 
-def s3_client(params, max_pool_connections=16, connect_timeout=5, read_timeout=30):
-    """A path-style S3 client (MinIO default) from module params; botocore retries are off, we retry ourselves."""
+def s3_client(params, max_pool_connections=16, connect_timeout=5, read_timeout=30, extra_config=None):
+    """A path-style S3 client (MinIO default) from module params; botocore retries are off, we retry ourselves.
+
+    ``extra_config`` adds botocore Config settings, e.g. ``request_checksum_calculation``.
+    """
     config = Config(
         s3={"addressing_style": "path"},
         signature_version="s3v4",
-        retries={"max_attempts": 1, "mode": "standard"},
+        # total_max_attempts counts the first try; max_attempts=1 would still allow one botocore retry.
+        retries={"total_max_attempts": 1, "mode": "standard"},
         max_pool_connections=max_pool_connections,
         connect_timeout=connect_timeout,
         read_timeout=read_timeout,
+        **(extra_config or {})
     )
     verify = params.get("validate_certs", True)
     if verify and params.get("ca_bundle"):
