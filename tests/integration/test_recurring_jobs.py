@@ -97,3 +97,23 @@ def test_configure_backups_refuses_an_empty_url(lab, run_playbook):
     assert run.rc != 0, run
     assert "backup_target_url must be set" in run.stdout
     assert lab.writes_since(mark) == []
+
+
+def test_configure_backups_reports_the_unavailable_message_without_credentials(lab, run_playbook):
+    wrong = "WrongSecretKeyForTheRole42"
+    run = run_playbook(CONFIGURE_BACKUPS, extra_vars={
+        "longhorn_dr_kubeconfig": str(lab.kubeconfig),
+        "backup_target_url": lab.backup_target_url,
+        "backup_target_access_key": lab.access_key,
+        "backup_target_secret_key": wrong,
+        "backup_target_endpoint": lab.s3_endpoint,
+        "backup_target_wait_timeout": 5,
+        "backup_target_wait_sleep": 1,
+    })
+    assert run.rc != 0, run
+    message = run.task_result("homelab.longhorn_dr.backup_target : Report why the backup target could not be configured")["msg"]
+    assert message.startswith("Backup target default: Timed out after 5s"), message
+    assert "failed to list system backups in %s" % lab.backup_target_url in message
+    assert not run.mentions(wrong) and not run.mentions(lab.secret_key)
+    # The play stops at the target: no recurring job was applied.
+    assert recurring_job(lab, "daily-backup") is None
