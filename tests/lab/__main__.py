@@ -80,7 +80,10 @@ class _ControlHandler(BaseHTTPRequestHandler):
         try:
             self._reply(200, _dispatch(self.lab, action, payload, self.stop_event))
         except (ValueError, KeyError) as exc:
-            self._reply(400, {"error": str(exc)})
+            self._reply(400, {"error": "invalid request: %s" % exc})
+        except Exception as exc:  # pylint: disable=broad-except
+            # Answer every failure: a dropped connection tells the operator nothing.
+            self._reply(500, {"error": "%s: %s" % (type(exc).__name__, exc)})
 
 
 def _dispatch(lab, action, payload, stop_event):
