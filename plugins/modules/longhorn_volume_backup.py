@@ -67,7 +67,9 @@ options:
     type: dict
     default: {}
   concurrency:
-    description: How many volumes are snapshotted and backed up at the same time.
+    description:
+      - How many volumes are snapshotted and backed up at the same time; the next batch starts when the current one has settled.
+      - With O(wait=false) nothing is waited for, so every backup is requested at once and Longhorn queues them itself.
     type: int
     default: 5
   max_age:
