@@ -115,8 +115,8 @@ def test_wipe_cluster_keeps_the_bucket_and_reinstalls_longhorn(running_lab):
     state_dir, info = running_lab
     api = core_api(info)
     api.create_namespaced_config_map("default", {"metadata": {"name": "before-wipe"}, "data": {"a": "b"}})
-    custom_api(info).patch_namespaced_custom_object("longhorn.io", "v1beta2", "longhorn-system", "backuptargets", "default",
-                                                   {"spec": {"backupTargetURL": "s3://longhorn-backups@us-east-1/"}})
+    custom_api(info).patch_namespaced_custom_object(
+        "longhorn.io", "v1beta2", "longhorn-system", "backuptargets", "default", {"spec": {"backupTargetURL": "s3://longhorn-backups@us-east-1/"}})
     s3(info).put_object(Bucket=info["bucket"], Key="backupstore/marker", Body=b"survives")
 
     lab_cli(state_dir, "wipe-cluster")

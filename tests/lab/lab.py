@@ -225,7 +225,9 @@ class Lab:
         return len(self.audit_entries())
 
     def writes_since(self, mark):
-        return [e for e in self.audit_entries()[mark:] if e.get("write") and not e.get("dryRun")]
+        """Write requests that changed something: not dry runs, and not refused (code >= 400 stores nothing)."""
+        return [e for e in self.audit_entries()[mark:]
+                if e.get("write") and not e.get("dryRun") and 0 < int(e.get("code") or 0) < 400]
 
     # ---- faults -----------------------------------------------------------
     def s3_fault(self, mode, **kwargs):

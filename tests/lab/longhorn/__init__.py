@@ -9,3 +9,20 @@ from __future__ import annotations
 import os
 
 CRDS_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "crds.yaml")
+CRDS_EXTRA_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "crds_extra.yaml")
+
+
+def load_manifest(path=CRDS_PATH):
+    """The objects of a manifest file, with ``kind: List`` documents flattened into their items."""
+    import yaml  # pylint: disable=import-outside-toplevel
+
+    objects = []
+    with open(path, encoding="utf-8") as handle:
+        for document in yaml.safe_load_all(handle):
+            if not document:
+                continue
+            if document.get("kind") == "List":
+                objects.extend(item for item in document.get("items") or [] if item)
+            else:
+                objects.append(document)
+    return objects

@@ -21,6 +21,7 @@ from ..kube.store import now_rfc3339
 from . import settings as lh_settings
 from .attachments import LAB_NODE
 from .targets import DEFAULT_BACKUP_TARGET, DEFAULT_POLL_INTERVAL
+from . import load_manifest
 
 CRD_FILES = ("crds.yaml", "crds_extra.yaml")
 STORAGE_CLASS = "longhorn"
@@ -47,8 +48,7 @@ def load_crds():
         path = os.path.join(here, name)
         if not os.path.exists(path):
             continue
-        with open(path, encoding="utf-8") as handle:
-            crds.extend(doc for doc in yaml.safe_load_all(handle) if doc)
+        crds.extend(load_manifest(path))
     return crds
 
 

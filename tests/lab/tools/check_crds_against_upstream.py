@@ -34,7 +34,10 @@ def load_crds(path):
     with open(path, encoding="utf-8") as handle:
         text = "\n".join(line for line in handle.read().splitlines() if not HELM_LINE.search(line))
     crds = {}
+    docs = []
     for doc in yaml.safe_load_all(text):
+        docs.extend(doc.get("items") or [] if doc and doc.get("kind") == "List" else [doc])
+    for doc in docs:
         if doc and doc.get("kind") == "CustomResourceDefinition":
             crds[doc["spec"]["names"]["kind"]] = doc
     return crds

@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import time
 
-import yaml
 
 from tests.lab.context import LONGHORN_NAMESPACE, LabConfig, LabContext
 from tests.lab.controllers import csi, pv, workload
@@ -22,7 +21,7 @@ from tests.lab.controllers.runtime import Controller, ControllerManager
 from tests.lab.kube import builtin_validation, schema
 from tests.lab.kube.resources import Registry
 from tests.lab.kube.store import Store
-from tests.lab.longhorn import attachments
+from tests.lab.longhorn import attachments, load_manifest
 
 CRD_MANIFEST = os.path.join(os.path.dirname(__file__), "..", "..", "lab", "longhorn", "crds.yaml")
 VOLUMES = ("longhorn.io", "volumes")
@@ -94,10 +93,9 @@ class KubeEnv:
         self.ctx = LabContext(config=LabConfig(state_dir=str(state_dir)), store=self.store)
         for name in ("default", LONGHORN_NAMESPACE):
             self.store.create("namespaces", {"metadata": {"name": name}})
-        with open(CRD_MANIFEST, encoding="utf-8") as handle:
-            for crd in yaml.safe_load_all(handle):
-                if crd and crd["spec"]["names"]["plural"] in ("volumes", "volumeattachments"):
-                    self.store.create("customresourcedefinitions", crd)
+        for crd in load_manifest(CRD_MANIFEST):
+            if crd["spec"]["names"]["plural"] in ("volumes", "volumeattachments"):
+                self.store.create("customresourcedefinitions", crd)
         if self.store.registry.by_plural("volumeattachments", "longhorn.io") is None:
             self.store.create("customresourcedefinitions", VOLUME_ATTACHMENT_CRD)
         if storage_class:

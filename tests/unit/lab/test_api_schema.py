@@ -11,10 +11,10 @@ import json
 import pathlib
 
 import pytest
-import yaml
 from kubernetes.dynamic.exceptions import BadRequestError, UnprocessibleEntityError
 
 from tests.lab.kube import schema
+from tests.lab.longhorn import load_manifest
 
 from .test_api_support import WIDGET_CRD, api, widget  # noqa: F401 pylint: disable=unused-import
 
@@ -159,7 +159,7 @@ def test_changing_a_crd_schema_through_the_api_takes_effect(api):
 
 
 def test_the_lab_longhorn_crds_are_structural_enough_for_the_server(api):
-    documents = [d for d in yaml.safe_load_all(LONGHORN_CRDS.read_text(encoding="utf-8")) if d]
+    documents = load_manifest(str(LONGHORN_CRDS))
     crds = api.resource("apiextensions.k8s.io/v1", "CustomResourceDefinition")
     api.store.create("namespaces", {"metadata": {"name": "longhorn-system"}})
     for document in documents:

@@ -17,6 +17,7 @@ import yaml
 
 from tests.lab.kube import tables
 from tests.lab.kube.resources import Registry
+from tests.lab.longhorn import load_manifest
 
 from .test_api_support import WIDGET_CRD, api, configmap, make_env, widget  # noqa: F401 pylint: disable=unused-import
 
@@ -91,9 +92,8 @@ def kubectl(tmp_path):
         pytest.skip("kubectl is not installed on this machine")
     env = make_env(tmp_path / "lab", tls=True)
     env.store.create("namespaces", {"metadata": {"name": "longhorn-system"}})
-    for document in yaml.safe_load_all(LONGHORN_CRDS.read_text(encoding="utf-8")):
-        if document:
-            env.store.create("customresourcedefinitions", document)
+    for document in load_manifest(str(LONGHORN_CRDS)):
+        env.store.create("customresourcedefinitions", document)
     environ = {k: v for k, v in os.environ.items() if not k.startswith("KUBE")}
     environ.update(KUBECONFIG=env.kubeconfig, HOME=str(tmp_path))
 

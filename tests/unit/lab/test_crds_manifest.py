@@ -7,9 +7,8 @@
 from __future__ import annotations
 
 import pytest
-import yaml
 
-from tests.lab.longhorn import CRDS_PATH
+from tests.lab.longhorn import CRDS_PATH, load_manifest
 
 # ref §1 General conventions.
 REFERENCE_SHORT_NAMES = {"BackupTarget": "lhbt", "Backup": "lhb", "BackupVolume": "lhbv", "Volume": "lhv",
@@ -131,8 +130,7 @@ SAMPLES = {
 
 @pytest.fixture(scope="module")
 def crds():
-    with open(CRDS_PATH, encoding="utf-8") as handle:
-        docs = [doc for doc in yaml.safe_load_all(handle) if doc]
+    docs = load_manifest(CRDS_PATH)
     assert all(doc["kind"] == "CustomResourceDefinition" for doc in docs)
     return {doc["spec"]["names"]["kind"]: doc for doc in docs}
 
