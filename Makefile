@@ -41,12 +41,14 @@ all: $(VENV_STAMP) $(VENDOR_STAMP) $(SELF_LINK) ## Build .venv and vendor the co
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## /  \1\t/' | expand -t 14
 
+# pip --no-compile: byte-compiling every installed file (sympy, botocore, ...)
+# costs more than compiling, on first import, the part the tests use.
 $(VENV_STAMP):
 	@command -v $(PYTHON) >/dev/null || { echo "make: $(PYTHON) not found; install Python $(PYTHON_VERSION) or run make PYTHON=/path/to/python3.11" >&2; exit 1; }
 	@if [ -x $(VPY) ] && ! $(VPY) -c 'import sys; sys.exit(sys.version_info[:2] != ($(subst .,$(comma),$(PYTHON_VERSION))))'; then \
 		echo "$(VENV) is not Python $(PYTHON_VERSION); recreating it"; rm -rf $(VENV); fi
 	@[ -x $(VPY) ] || $(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); echo "make: '$(PYTHON) -m venv' failed (on Debian/Ubuntu: apt-get install python3.11-venv)" >&2; exit 1; }
-	$(VPY) -m pip install --quiet -r requirements/test.txt
+	$(VPY) -m pip install --quiet --no-compile -r requirements/test.txt
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
