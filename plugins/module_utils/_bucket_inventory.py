@@ -309,9 +309,8 @@ class BucketInspector:
             if retention:
                 problems.append(_problem(None, "retention_policy",
                                          "bucket %s has a default object lock retention (%s, %s %s); Longhorn forbids retention "
-                                         "policies on the backupstore, and AWS S3 refuses Longhorn's uploads without a "
-                                         "Content-MD5 header under retention" % (self.bucket, retention["mode"],
-                                                                                 retention["period"], retention["unit"])))
+                                         "policies on the backupstore, and under one AWS S3 may refuse its uploads, which carry no "
+                                         "Content-MD5" % (self.bucket, retention["mode"], retention["period"], retention["unit"])))
         rules = self._optional_setting("GetBucketLifecycleConfiguration", "lifecycle configuration",
                                        self.client.get_bucket_lifecycle_configuration, ("NoSuchLifecycleConfiguration",))
         if rules is not None:
@@ -395,9 +394,9 @@ class BucketInspector:
             "checked_at": None,
         }
         with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="bucket-check") as pool:
-            inventory = Inventory(self, pool, deep=integrity != "none")
+            inventory = Inventory(self, pool, integrity, sample_percent, sample_seed)
             try:
-                listing = inventory.load()
+                listing = inventory.load(check_zips=integrity == "full")
             except S3Error as exc:
                 result["access"] = _access_failure(exc)
                 result["missing"] = sorted(set(expected_volumes or ()))
@@ -408,16 +407,16 @@ class BucketInspector:
             now = self.now(listing)
             result["checked_at"] = _iso(now)
             settings_future = pool.submit(self.bucket_settings)
-            problems = []
-            if write_probe:
-                result["write_probe"], probe_problems = self.write_probe()
-                problems.extend(probe_problems)
+            probe_future = pool.submit(self.write_probe) if write_probe else None
             volumes, volume_problems = inventory.volumes(now)
-            system_backups, system_problems = inventory.system_backups(check_zips=integrity == "full")
-            result["integrity"] = inventory.integrity(integrity, sample_percent, sample_seed)
+            result["integrity"] = inventory.integrity()
+            system_backups, system_problems = inventory.system_backups()
             result["integrity"]["system_backup_failures"] = sum(1 for item in system_backups
                                                                 if item["checksum"] in ("mismatch", "missing_zip"))
             result["bucket_settings"], settings_problems = settings_future.result()
+            problems = []
+            if probe_future is not None:
+                result["write_probe"], problems = probe_future.result()
         problems = settings_problems + problems + volume_problems + system_problems
         result["volumes"] = volumes
         result["system_backups"] = system_backups
@@ -433,27 +432,49 @@ class BucketInspector:
 
 
 class Inventory:
-    """The listing plus what the GETs add: volume.cfg files, the backup cfgs that must be read, lock files."""
+    """The listing plus what the GETs add: volume.cfg files, backup cfgs, lock files, blocks, system backups.
 
-    def __init__(self, inspector, pool, deep):
+    Requests are queued as soon as what they depend on is known, so the phases overlap: after the
+    LIST every volume.cfg (and with ``integrity`` every backup cfg and system backup) is queued at
+    once, and with ``integrity: full`` a volume's blocks are queued as soon as its cfgs are read.
+    """
+
+    def __init__(self, inspector, pool, level="none", sample_percent=100, sample_seed=None):
         self.inspector = inspector
         self.pool = pool
-        self.deep = deep
+        self.level = level
+        self.deep = level != "none"
+        self.sample_percent = sample_percent
+        self.sample_seed = sample_seed
         self.listing = None
-        self.backup_cfgs = {}       # volume dir key -> {backup name: decoded cfg}
-        self.read_problems = []
-        self._cfg_results = {}
+        self.cfg_futures = {}       # (volume dir path, backup name) -> future of (decoded cfg, error)
+        self.backup_cfgs = {}       # volume dir path -> {backup name: decoded cfg}
+        self.block_plans = {}       # volume dir path -> what the integrity check found or queued
+        self.system_pending = {}
+        self._plans_lock = threading.Condition()
+        self._plans_pending = 0
+        self._plan_errors = []
 
-    def load(self):
-        """LIST, then fetch every volume.cfg concurrently.
+    def load(self, check_zips=False):
+        """LIST, then queue every volume.cfg (and in deep mode every backup cfg) and the system backups.
 
         The GETs wait for the whole LIST on purpose: started while it pages, they slow the pages
         down on a busy server, and the LIST is the longest chain of requests in the check.
         """
         self.listing = self.inspector.list_backupstore()
+        deep_volumes = []
         for volume in self.listing.volume_dirs.values():
-            if volume.cfg_obj is not None and volume.placed:
+            if not volume.placed:
+                continue
+            if volume.cfg_obj is not None:
                 volume.cfg_future = self.pool.submit(self._read_volume_cfg, volume.cfg_obj[0])
+            if self.deep:
+                deep_volumes.append(volume)
+        self._queue_system_backups(check_zips)
+        with self._plans_lock:
+            self._plans_pending = len(deep_volumes)
+        for volume in deep_volumes:
+            self._queue_all_cfgs(volume)
         return self.listing
 
     def _read_volume_cfg(self, key):
@@ -474,6 +495,30 @@ class Inventory:
         except S3Error:
             raw = b""  # released since the LIST; its age still tells the story
         return bs.decode_lock(raw, modified, now=now)
+
+    def _queue_all_cfgs(self, volume):
+        """Deep mode: read every backup cfg; the volume's blocks are planned when the last one is in."""
+        names = list(volume.backups)
+        if not names:
+            self._plan_blocks(volume)
+            return
+        remaining = {"count": len(names)}
+        guard = threading.Lock()
+
+        def one_done(_future):
+            with guard:
+                remaining["count"] -= 1
+                last = remaining["count"] == 0
+            if last:
+                self._plan_blocks(volume)
+
+        futures = []
+        for name in names:
+            future = self.pool.submit(self._read_backup_cfg, volume.backups[name][0])
+            self.cfg_futures[(volume.path, name)] = future
+            futures.append(future)
+        for future in futures:
+            future.add_done_callback(one_done)
 
     # ---- volumes -----------------------------------------------------------------------
     def volumes(self, now):
@@ -498,11 +543,11 @@ class Inventory:
                 continue
             ready.append((volume, cfg))
 
-        # Backup cfgs to read (all of them in deep mode) and lock files, fetched concurrently.
-        reads = {}
-        for volume, cfg in ready:
-            for name in self._cfgs_to_read(volume, cfg):
-                reads[(volume.path, name)] = self.pool.submit(self._read_backup_cfg, volume.backups[name][0])
+        if not self.deep:
+            # Quick inventory: only the backup cfgs that may be incomplete.
+            for volume, cfg in ready:
+                for name in self._cfgs_to_read(volume, cfg):
+                    self.cfg_futures[(volume.path, name)] = self.pool.submit(self._read_backup_cfg, volume.backups[name][0])
         locks = {volume.path: [self.pool.submit(self._read_lock, key, modified, now) for key, _size, modified in volume.locks]
                  for volume, _cfg in ready if volume.locks}
 
@@ -510,7 +555,7 @@ class Inventory:
         for volume, cfg in ready:
             read = {}
             for name in volume.backups:
-                future = reads.get((volume.path, name))
+                future = self.cfg_futures.get((volume.path, name))
                 if future is None:
                     continue
                 decoded, error = future.result()
@@ -520,7 +565,6 @@ class Inventory:
                                                  "cannot read backup cfg %s: %s" % (volume.backups[name][0], error)))
                     continue
                 read[name] = decoded
-            self.backup_cfgs[volume.path] = read
             lock_states = [future.result() for future in locks.get(volume.path, ())]
             entry, volume_problems = self._volume_entry(volume, cfg, read, lock_states, now)
             entries.append(entry)
@@ -529,8 +573,6 @@ class Inventory:
         return entries, problems
 
     def _cfgs_to_read(self, volume, cfg):
-        if self.deep:
-            return list(volume.backups)
         last = cfg.get("LastBackupName") or ""
         if not last or last not in volume.backups:
             # Nothing trustworthy to compare with: read them all (few, and a problem is reported anyway).
@@ -598,20 +640,22 @@ class Inventory:
         return entry, problems
 
     # ---- system backups ----------------------------------------------------------------
-    def system_backups(self, check_zips):
+    def _queue_system_backups(self, check_zips):
+        for (version, name), objects in sorted(self.listing.system_backups.items()):
+            if objects["cfg"] is not None:
+                self.system_pending[(version, name)] = self.pool.submit(self._system_backup, version, name, objects, check_zips)
+
+    def system_backups(self):
         """ref §3.3 System backups: cfg fields, and with ``check_zips`` the zip's SHA-256 against ``Checksum``."""
         problems = []
-        futures = {}
         for (version, name), objects in sorted(self.listing.system_backups.items()):
             if objects["cfg"] is None:
                 problems.append(_problem(None, "incomplete_system_backup",
                                          "system backup %s/%s has a zip but no system-backup.cfg: its upload did not finish "
                                          "(Longhorn writes the zip first)" % (version, name)))
-                continue
-            futures[(version, name)] = self.pool.submit(self._system_backup, version, name, objects, check_zips)
         entries = []
-        for key in sorted(futures):
-            entry, problem = futures[key].result()
+        for key in sorted(self.system_pending):
+            entry, problem = self.system_pending[key].result()
             entries.append(entry)
             if problem:
                 problems.append(problem)
@@ -642,48 +686,69 @@ class Inventory:
         return entry, None
 
     # ---- integrity ---------------------------------------------------------------------
-    def integrity(self, level, sample_percent, sample_seed):
-        """ref §3.3 Integrity check: ``structure`` = referenced blocks exist, ``full`` = they also decompress and hash right."""
-        report = _empty_integrity(level, sample_percent, sample_seed)
-        if level == "none":
-            return report
-        missing, corrupt = [], []
-        to_verify = []
-        referenced_total = 0
-        unreferenced = 0
-        for volume in sorted((v for v in self.listing.volume_dirs.values() if v.path in self.backup_cfgs), key=lambda v: v.name):
-            cfgs = self.backup_cfgs[volume.path]
+    def _plan_blocks(self, volume):
+        """Runs once all cfgs of ``volume`` are read: existence from the LIST, and with ``full`` queue the downloads."""
+        try:
+            cfgs = {}
+            for name in volume.backups:
+                decoded, _error = self.cfg_futures[(volume.path, name)].result()
+                if decoded is not None:
+                    cfgs[name] = decoded
             referenced = {}
             for backup in sorted(cfgs):
                 decoded = cfgs[backup]
                 for block in decoded["Blocks"]:
                     checksum = block.get("BlockChecksum") or ""
                     if checksum and checksum not in referenced:
-                        referenced[checksum] = (backup, decoded["CompressionMethod"], decoded["BlockSize"])
-            referenced_total += len(referenced)
-            unreferenced += sum(1 for checksum in volume.blocks if checksum not in referenced)
-            for checksum, (backup, method, block_size) in referenced.items():
+                        referenced[checksum] = (decoded["CompressionMethod"], decoded["BlockSize"])
+            plan = {"cfgs": cfgs, "referenced": len(referenced), "missing": [], "verify": [],
+                    "unreferenced": sum(1 for checksum in volume.blocks if checksum not in referenced)}
+            for checksum, (method, block_size) in referenced.items():
                 key = bs.block_key(self.listing.root, volume.name, checksum)
                 if checksum not in volume.blocks:
-                    missing.append(self._damage(volume, checksum, key, "missing from the bucket"))
-                elif level == "full" and sample_selected(sample_seed, volume.name, checksum, sample_percent):
-                    to_verify.append((volume, checksum, key, method, block_size))
-        report["referenced_blocks"] = referenced_total
-        report["unreferenced_blocks"] = unreferenced
-        report["backups_read"] = sum(len(cfgs) for cfgs in self.backup_cfgs.values())
-        if level == "structure":
-            report["checked_blocks"] = referenced_total
-        else:
-            results = self.pool.map(lambda item: (item, self._verify_block(*item[2:])), to_verify)
-            for (volume, checksum, key, _method, _size), (size, reason) in results:
+                    plan["missing"].append((checksum, key))
+                elif self.level == "full" and sample_selected(self.sample_seed, volume.name, checksum, self.sample_percent):
+                    plan["verify"].append((checksum, key, self.pool.submit(self._verify_block, key, method, block_size)))
+            self.block_plans[volume.path] = plan
+        except Exception as exc:  # pylint: disable=broad-except
+            # Raised again by integrity(); an exception in a future callback would only be logged.
+            self._plan_errors.append(exc)
+        finally:
+            with self._plans_lock:
+                self._plans_pending -= 1
+                self._plans_lock.notify_all()
+
+    def integrity(self):
+        """ref §3.3 Integrity check: ``structure`` = referenced blocks exist, ``full`` = they also decompress and hash right."""
+        report = _empty_integrity(self.level, self.sample_percent, self.sample_seed)
+        if not self.deep:
+            return report
+        with self._plans_lock:
+            while self._plans_pending:
+                self._plans_lock.wait()
+        if self._plan_errors:
+            raise self._plan_errors[0]
+        missing, corrupt = [], []
+        volumes = sorted((volume for volume in self.listing.volume_dirs.values() if volume.path in self.block_plans),
+                         key=lambda volume: volume.name)
+        for volume in volumes:
+            plan = self.block_plans[volume.path]
+            self.backup_cfgs[volume.path] = plan["cfgs"]
+            report["referenced_blocks"] += plan["referenced"]
+            report["unreferenced_blocks"] += plan["unreferenced"]
+            report["backups_read"] += len(plan["cfgs"])
+            for checksum, key in plan["missing"]:
+                missing.append(self._damage(volume, checksum, key, "missing from the bucket"))
+            for checksum, key, future in plan["verify"]:
+                size, reason = future.result()
                 report["bytes_read"] += size
-                if reason is None:
-                    continue
+                report["checked_blocks"] += 1
                 if reason == "missing":
                     missing.append(self._damage(volume, checksum, key, "missing from the bucket"))
-                else:
+                elif reason is not None:
                     corrupt.append(self._damage(volume, checksum, key, reason))
-            report["checked_blocks"] = len(to_verify)
+        if self.level == "structure":
+            report["checked_blocks"] = report["referenced_blocks"]
         report["missing_blocks"] = len(missing)
         report["corrupt_blocks"] = len(corrupt)
         report["missing"] = _bounded(missing)
@@ -715,7 +780,8 @@ class Inventory:
         return len(data), None
 
     def _damage(self, volume, checksum, key, reason):
-        backups = sorted(name for name, decoded in self.backup_cfgs[volume.path].items()
+        cfgs = self.block_plans[volume.path]["cfgs"]
+        backups = sorted(name for name, decoded in cfgs.items()
                          if any(block.get("BlockChecksum") == checksum for block in decoded["Blocks"]))
         return {"volume": volume.name, "block": checksum, "key": key, "reason": reason, "backups": _bounded(backups)}
 

@@ -420,6 +420,28 @@ def test_full_accepts_the_other_compression_and_checks_block_size(fake, store):
     assert "block size" in result["integrity"]["corrupt"][0]["reason"]
 
 
+def test_deep_check_survives_unreadable_cfgs_and_empty_volumes(fake, store):
+    backup(store, fake, "pvc-aaa", "backup-1", ["a"])
+    backup(store, fake, "pvc-aaa", "backup-2", ["b"])
+    backup(store, fake, "pvc-empty", "backup-gone", ["e"])
+    store.delete_backup("pvc-empty", "backup-gone")  # volume.cfg stays, no backups, no blocks (ref §3.3 Deleting)
+    root = bs.backupstore_root("")
+    fake.objects[bs.backup_cfg_key(root, "pvc-aaa", "backup-1")] = (b"\x00garbage", fake.clock)
+    fake.fail("GetObject", client_error("AccessDenied", "GetObject", 403), key=bs.backup_cfg_key(root, "pvc-aaa", "backup-2"),
+              times=10)
+    for level in ("structure", "full"):
+        result, _inspector = inspect(fake, integrity=level)
+        assert sorted((problem["volume"], problem["kind"]) for problem in result["problems"]) == [
+            ("pvc-aaa", "invalid_backup_cfg"), ("pvc-aaa", "invalid_backup_cfg")]
+        assert "AccessDenied" in " ".join(problem["message"] for problem in result["problems"])
+        integrity = result["integrity"]
+        assert (integrity["backups_read"], integrity["referenced_blocks"], integrity["checked_blocks"]) == (0, 0, 0)
+        # Blocks no readable cfg references: leftovers as far as this check can tell.
+        assert integrity["unreferenced_blocks"] == 2
+        empty = by_name(result)["pvc-empty"]
+        assert (empty["backup_count"], empty["last_backup_name"], empty["block_objects"]) == (0, None, 0)
+
+
 def test_sampling_is_deterministic_per_seed(fake, store):
     backup(store, fake, "pvc-aaa", "backup-1", ["s%d" % number for number in range(40)])
 
