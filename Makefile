@@ -34,6 +34,10 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # $TMPDIR/k8srcp-*.json, which must not leak from one lab (or run) to the next.
 RUN_TMP := $(CURDIR)/$(BUILD)/tmp/run-$(shell date +%Y%m%d-%H%M%S)-$(shell echo $$PPID)
 
+# Integration tests mostly wait on the lab's controllers, so 4 workers on 2 cores pay off
+# (measured: 6.5 min instead of 20+ for the whole pytest run).
+PYTEST_WORKERS ?= 4
+
 .PHONY: all help venv collections lint sanity units pytest molecule test changelog build demo clean distclean
 
 all: $(VENV_STAMP) $(VENDOR_STAMP) $(SELF_LINK) ## Build .venv and vendor the collections (idempotent)
@@ -80,7 +84,7 @@ units: all ## Unit tests only (tests/unit)
 # Exit code 5 (nothing collected) fails here: the smoke test always exists, so it means a broken collection.
 pytest: all ## Unit and integration tests in one pytest run (integration needs no setup: it starts the lab)
 	@mkdir -p $(RUN_TMP)
-	TMPDIR=$(RUN_TMP) pytest --durations=15 tests/unit tests/integration
+	TMPDIR=$(RUN_TMP) pytest -n $(PYTEST_WORKERS) --durations=15 tests/unit tests/integration
 
 molecule: all ## Molecule scenarios (extensions/molecule) against the lab
 	@mkdir -p $(RUN_TMP)

@@ -199,7 +199,7 @@ CHECKSUM = hashlib.sha512(DATA).hexdigest()[:64]
     ("lz4", gzip.compress(DATA)),
     ("gzip", lz4.frame.compress(DATA)),
     (None, gzip.compress(DATA)),
-])
+], ids=["none", "gzip", "lz4", "lz4-lab-writer", "gzip-lab-writer", "lz4-cfg-gzip-block", "gzip-cfg-lz4-block", "no-method-gzip"])
 def test_decompress_and_verify(method, payload):
     assert bs.decompress(payload, method) == DATA
     assert bs.verify_block(payload, method, CHECKSUM) is None
