@@ -82,8 +82,7 @@ units: all ## Unit tests only (tests/unit)
 		if [ $$rc -eq 5 ]; then echo "make units: no unit tests collected" >&2; exit 0; fi; exit $$rc
 
 # Exit code 5 (nothing collected) fails here: the smoke test always exists, so it means a broken collection.
-# PYTEST_WORKERS=2 runs pytest-xdist workers; it needs test ids that are the same in every worker.
-PYTEST_WORKERS ?=
+# PYTEST_WORKERS=0 runs serially (xdist needs test ids that are the same in every worker).
 pytest: all ## Unit and integration tests in one pytest run (integration needs no setup: it starts the lab)
 	@mkdir -p $(RUN_TMP)
 	TMPDIR=$(RUN_TMP) pytest -n $(PYTEST_WORKERS) --durations=15 tests/unit tests/integration
