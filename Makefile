@@ -129,6 +129,24 @@ demo: ## (not yet) A full backup/wipe/restore cycle against the lab
 backup-now: all ## Back up every Longhorn volume, then a system backup (EXTRA_VARS=..., INVENTORY=..., ANSIBLE_ARGS=...)
 	ansible-playbook $(if $(INVENTORY),-i '$(INVENTORY)') $(if $(EXTRA_VARS),-e '$(EXTRA_VARS)') $(ANSIBLE_ARGS) homelab.longhorn_dr.backup_now
 
+# Export PVCs, PVs, Longhorn volumes, StorageClasses, RecurringJobs and the BackupTarget (no Secret values)
+# as YAML plus a manifest, e.g.
+#   make backup-cluster-state EXTRA_VARS='cluster_state_dest=./cluster-state'
+.PHONY: backup-cluster-state
+backup-cluster-state: all ## Export the cluster state before a teardown (EXTRA_VARS=..., INVENTORY=..., ANSIBLE_ARGS=...)
+	ansible-playbook $(if $(INVENTORY),-i '$(INVENTORY)') $(if $(EXTRA_VARS),-e '$(EXTRA_VARS)') $(ANSIBLE_ARGS) homelab.longhorn_dr.backup_cluster_state
+
+# Over plain S3, no cluster needed: AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_ENDPOINT_URL from the
+# environment, or EXTRA_VARS, e.g.  make check-backups EXTRA_VARS='check_backups_bucket=longhorn-backups'
+.PHONY: check-backups
+check-backups: all ## Report what the bucket holds: volumes, backups, freshness, integrity (EXTRA_VARS=..., ANSIBLE_ARGS=...)
+	ansible-playbook $(if $(INVENTORY),-i '$(INVENTORY)') $(if $(EXTRA_VARS),-e '$(EXTRA_VARS)') $(ANSIBLE_ARGS) homelab.longhorn_dr.check_backups
+
+# The pre-teardown gate: fails unless every volume is recoverable. Run it before `make k3s-teardown`.
+.PHONY: preflight
+preflight: all ## Fail closed unless every volume has a fresh backup, plus a system backup and a cluster-state export
+	ansible-playbook $(if $(INVENTORY),-i '$(INVENTORY)') $(if $(EXTRA_VARS),-e '$(EXTRA_VARS)') $(ANSIBLE_ARGS) homelab.longhorn_dr.preflight
+
 clean: ## Remove test output and staged copies (keeps .venv and .collections)
 	rm -rf $(BUILD) tests/output .pytest_cache homelab-longhorn_dr-*.tar.gz
 
