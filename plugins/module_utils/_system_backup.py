@@ -80,3 +80,94 @@ def managed_fields(system_backup):
         "volume_backup_policy": (system_backup.get("spec") or {}).get("volumeBackupPolicy") or "",
         "keep_remote": keeps_remote(system_backup),
     }
+
+
+# ---- SystemRestore (ref §1.8, §2) ------------------------------------------------------------
+
+RESTORE_KIND = "SystemRestore"
+RESTORE_COMPLETED = "Completed"
+RESTORE_ERROR = "Error"
+RESTORE_IN_PROGRESS_LABEL = "longhorn.io/system-restore"
+ROLLOUT_JOB_PREFIX = "longhorn-system-rollout-"
+NAME_LIMIT = 63
+
+
+def created_at(system_backup):
+    """When the backup was uploaded (status.createdAt), else when its CR was made."""
+    return (system_backup.get("status") or {}).get("createdAt") or system_backup["metadata"].get("creationTimestamp") or ""
+
+
+def latest_ready(system_backups):
+    """The newest Ready SystemBackup, or None. RFC 3339 UTC times sort as strings."""
+    ready = [b for b in system_backups if (b.get("status") or {}).get("state") == STATE_READY]
+    return max(ready, key=lambda b: (created_at(b), b["metadata"]["name"])) if ready else None
+
+
+def describe_backups(system_backups):
+    return ", ".join("%s (%s)" % (b["metadata"]["name"], (b.get("status") or {}).get("state") or "no state")
+                     for b in sorted(system_backups, key=lambda b: b["metadata"]["name"])) or "none"
+
+
+def default_restore_name(backup_name):
+    """``restore-<backup>``, cut to a valid object name."""
+    return ("restore-%s" % backup_name)[:NAME_LIMIT].rstrip("-.")
+
+
+def rollout_job_name(restore_name):
+    """The Job that runs the restore; its logs tell why a restore failed (ref §1.8)."""
+    return ROLLOUT_JOB_PREFIX + restore_name
+
+
+def restore_body(name, namespace, backup_name):
+    return {
+        "apiVersion": API_VERSION,
+        "kind": RESTORE_KIND,
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"systemBackup": backup_name},
+    }
+
+
+def not_detached(volumes):
+    """ref §1.8: Longhorn refuses a SystemRestore while any volume is not detached; name each with its PVC."""
+    found = []
+    for volume in sorted(volumes, key=lambda v: v["metadata"]["name"]):
+        status = volume.get("status") or {}
+        state = status.get("state") or "unknown"
+        if state == "detached":
+            continue
+        claim = status.get("kubernetesStatus") or {}
+        where = " for PVC %s/%s" % (claim.get("namespace"), claim.get("pvcName")) if claim.get("pvcName") else ""
+        found.append("%s (%s%s)" % (volume["metadata"]["name"], state, where))
+    return found
+
+
+def restore_in_progress(restore):
+    status = restore.get("status") or {}
+    labels = restore.get("metadata", {}).get("labels") or {}
+    return labels.get(RESTORE_IN_PROGRESS_LABEL) == "InProgress" or status.get("state") not in (RESTORE_COMPLETED, RESTORE_ERROR)
+
+
+def restore_settled(restore):
+    """wait_for predicate: Completed, or Error raised with the condition messages and the rollout Job's name."""
+    state = (restore.get("status") or {}).get("state")
+    if state == RESTORE_ERROR:
+        name = restore["metadata"]["name"]
+        messages = error_messages(restore) or ["no Error condition recorded"]
+        raise LonghornError("SystemRestore %s failed: %s; the logs are in Job %s (kubectl -n %s logs job/%s). "
+                            "To retry, delete the SystemRestore and run again"
+                            % (name, "; ".join(messages), rollout_job_name(name), restore["metadata"].get("namespace"),
+                               rollout_job_name(name)),
+                            result=restore, rollout_job=rollout_job_name(name))
+    return state == RESTORE_COMPLETED
+
+
+def version_warning(backup_version, cluster_version):
+    """ref §1.8: Longhorn restores across versions with only a log line; its docs support the same major.minor."""
+    def major_minor(version):
+        parts = (version or "").lstrip("v").split(".")
+        return tuple(parts[:2]) if len(parts) >= 2 else None
+    backup_mm, cluster_mm = major_minor(backup_version), major_minor(cluster_version)
+    if backup_mm and cluster_mm and backup_mm != cluster_mm:
+        return ("SystemBackup was taken by Longhorn %s but the cluster runs %s; Longhorn supports restoring only within "
+                "the same major.minor version" % (backup_version, cluster_version))
+    return None

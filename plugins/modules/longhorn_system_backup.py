@@ -8,7 +8,7 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: longhorn_system_backup
-short_description: Create or delete Longhorn system backups
+short_description: Create, delete or restore Longhorn system backups
 version_added: 1.0.0
 description:
   - Creates a Longhorn C(SystemBackup) (Longhorn's settings, volumes, recurring jobs, StorageClasses, PVs and
@@ -17,7 +17,10 @@ description:
     a second one implicitly.
   - Longhorn refuses a SystemBackup while the default BackupTarget is unavailable; the module reports that
     before writing anything.
-  - Restoring from a system backup is not supported yet.
+  - With O(state=restored), restores the Longhorn system from a SystemBackup through a C(SystemRestore) and waits
+    until it is C(Completed). Longhorn recreates the volumes that do not exist (each from its last backup), then
+    their PVs and PVCs; objects that already exist are skipped, never overwritten.
+  - Longhorn refuses a restore while any volume is attached; the module checks that first and lists the volumes.
 author:
   - homelab.longhorn_dr contributors (@homelab)
 requirements:
@@ -38,17 +41,28 @@ attributes:
     support: partial
     details:
       - Idempotent when O(name) is given. Without O(name) each run creates a new, time-stamped system backup.
+      - With O(state=restored), a SystemRestore that already exists for the backup is waited for, never repeated.
 options:
   name:
     description:
       - Name of the SystemBackup, also its name in the backupstore.
       - Required with O(state=absent). With O(state=present) and no name, a new name C(system-backup-<UTC time>) is generated.
+      - With O(state=restored) and no name, the newest C(Ready) SystemBackup is restored.
     type: str
   state:
-    description: C(present) creates the system backup and waits for it; C(absent) deletes it.
+    description:
+      - C(present) creates the system backup and waits for it; C(absent) deletes it.
+      - C(restored) restores the Longhorn system from it and waits until the restore is C(Completed).
+        After a rebuild, configure the backup target first, so that Longhorn syncs the system backups from the bucket.
     type: str
-    choices: [present, absent]
+    choices: [present, absent, restored]
     default: present
+  restore_name:
+    description:
+      - Name of the SystemRestore with O(state=restored). Defaults to C(restore-<system backup name>).
+      - A SystemRestore of that name that already exists is waited for, not created again; one that failed
+        must be deleted before a new attempt, as Longhorn's documentation prescribes.
+    type: str
   volume_backup_policy:
     description:
       - Volume backups Longhorn takes as part of the system backup.
@@ -69,7 +83,7 @@ options:
     type: str
     default: longhorn-system
   wait:
-    description: Wait until the system backup is C(Ready) (or gone, for O(state=absent)).
+    description: Wait until the system backup is C(Ready) (gone, for O(state=absent); restored, for O(state=restored)).
     type: bool
     default: true
   wait_timeout:
@@ -114,6 +128,13 @@ EXAMPLES = r"""
     - name: Create it
       homelab.longhorn_dr.longhorn_system_backup:
         volume_backup_policy: if-not-present
+
+- name: After a rebuild, restore the Longhorn system from the newest Ready system backup
+  homelab.longhorn_dr.longhorn_system_backup:
+    kubeconfig: ~/.kube/config
+    state: restored
+    wait_timeout: 7200
+  register: system_restore
 """
 
 RETURN = r"""
@@ -123,10 +144,37 @@ name:
   type: str
   sample: system-backup-20260101-020000
 result:
-  description: The SystemBackup as last read; empty after a deletion.
+  description: The SystemBackup as last read (the SystemRestore with O(state=restored)); empty after a deletion.
   returned: always
   type: dict
   sample: {"metadata": {"name": "before-rebuild"}, "spec": {"volumeBackupPolicy": "always"}, "status": {"state": "Ready"}}
+restore_name:
+  description: Name of the SystemRestore.
+  returned: when O(state=restored)
+  type: str
+  sample: restore-before-rebuild
+rollout_job:
+  description: The Job that runs the restore; its logs explain a failure.
+  returned: when O(state=restored)
+  type: str
+  sample: longhorn-system-rollout-restore-before-rebuild
+system_backup:
+  description: The SystemBackup restored from.
+  returned: when O(state=restored)
+  type: dict
+  contains:
+    name:
+      description: Its name.
+      type: str
+      sample: before-rebuild
+    version:
+      description: The Longhorn version that took it.
+      type: str
+      sample: v1.10.2
+    created_at:
+      description: When it was uploaded.
+      type: str
+      sample: "2026-01-01T02:00:00Z"
 duration:
   description: Seconds the module ran.
   returned: always
@@ -149,23 +197,36 @@ from ansible_collections.homelab.longhorn_dr.plugins.module_utils._longhorn impo
     DEFAULT_NAMESPACE,
     DELETE_CR_ONLY_LABEL,
 )
+from ansible_collections.homelab.longhorn_dr.plugins.module_utils._backup_target import VERSION_SETTING
 from ansible_collections.homelab.longhorn_dr.plugins.module_utils._system_backup import (
     KIND,
+    RESTORE_KIND,
+    STATE_READY,
     VOLUME_BACKUP_POLICIES,
+    created_at,
+    default_restore_name,
     default_target_problem,
+    describe_backups,
     generated_name,
     keeps_remote,
+    latest_ready,
     managed_fields,
+    not_detached,
+    restore_body,
+    restore_in_progress,
+    restore_settled,
+    rollout_job_name,
     settled,
     system_backup_body,
+    version_warning,
 )
 
 
 def argument_spec():
     return auth_argument_spec(
         name=dict(type="str"),
-        # A third state, restored, arrives with the restore work (issue 4).
-        state=dict(type="str", choices=["present", "absent"], default="present"),
+        state=dict(type="str", choices=["present", "absent", "restored"], default="present"),
+        restore_name=dict(type="str"),
         volume_backup_policy=dict(type="str", choices=list(VOLUME_BACKUP_POLICIES), default="if-not-present"),
         keep_remote=dict(type="bool", default=False),
         namespace=dict(type="str", default=DEFAULT_NAMESPACE),
@@ -250,7 +311,82 @@ def ensure_absent(module, access):
     return result
 
 
-STATE_HANDLERS = {"present": ensure_present, "absent": ensure_absent}
+def choose_backup(access, params):
+    backups = access.list(KIND, API_VERSION, namespace=params["namespace"])
+    if params["name"]:
+        chosen = next((b for b in backups if b["metadata"]["name"] == params["name"]), None)
+        if chosen is None:
+            raise LonghornError("SystemBackup %s not found (found: %s); after a rebuild, configure the backup target first so "
+                                "that Longhorn syncs the system backups from the bucket" % (params["name"], describe_backups(backups)))
+    else:
+        chosen = latest_ready(backups)
+        if chosen is None:
+            raise LonghornError("No Ready SystemBackup to restore from (found: %s)" % describe_backups(backups))
+    state = (chosen.get("status") or {}).get("state")
+    if state != STATE_READY:
+        raise LonghornError("SystemBackup %s is %s, not Ready; only a Ready system backup can be restored"
+                            % (chosen["metadata"]["name"], state or "without a state"))
+    return chosen
+
+
+def wait_restored(access, params, name):
+    try:
+        return access.wait_for(RESTORE_KIND, API_VERSION, [name], restore_settled, namespace=params["namespace"],
+                               timeout=params["wait_timeout"], sleep=params["wait_sleep"])[name]
+    except WaitTimeout as exc:
+        last = (exc.details.get("last") or {}).get(name) or {}
+        state = (last.get("status") or {}).get("state") or "none"
+        raise LonghornError("Timed out after %ss waiting for SystemRestore %s to complete (last state: %s; Job %s runs it)"
+                            % (params["wait_timeout"], name, state, rollout_job_name(name)), result=last,
+                            rollout_job=rollout_job_name(name)) from None
+
+
+def ensure_restored(module, access):
+    """ref §1.8, §2: one SystemRestore per system backup, created only while every volume is detached."""
+    params = module.params
+    namespace = params["namespace"]
+    backup = choose_backup(access, params)
+    backup_name = backup["metadata"]["name"]
+    restore_name = params["restore_name"] or default_restore_name(backup_name)
+    backup_status = backup.get("status") or {}
+    result = {"changed": False, "name": backup_name, "restore_name": restore_name, "rollout_job": rollout_job_name(restore_name),
+              "system_backup": {"name": backup_name, "version": backup_status.get("version") or "", "created_at": created_at(backup)}}
+    restores = access.list(RESTORE_KIND, API_VERSION, namespace=namespace)
+    existing = next((r for r in restores if r["metadata"]["name"] == restore_name), None)
+    if existing is not None:
+        restored_from = (existing.get("spec") or {}).get("systemBackup")
+        if restored_from != backup_name:
+            raise LonghornError("SystemRestore %s exists and restores SystemBackup %s, not %s; choose another restore_name"
+                                % (restore_name, restored_from, backup_name), result=existing)
+        # A finished restore is done; one in Error fails here with its conditions and Job name.
+        if restore_settled(existing) or not params["wait"] or module.check_mode:
+            result["result"] = existing
+            return result
+        result["result"] = wait_restored(access, params, restore_name)
+        return result
+    busy = sorted(r["metadata"]["name"] for r in restores if restore_in_progress(r))
+    if busy:
+        raise LonghornError("Another SystemRestore is in progress: %s; Longhorn runs one at a time" % ", ".join(busy))
+    attached = not_detached(access.list("Volume", API_VERSION, namespace=namespace))
+    if attached:
+        raise LonghornError("Cannot restore SystemBackup %s while volumes are not detached: %s. Scale their workloads to zero "
+                            "first" % (backup_name, ", ".join(attached)), volumes_not_detached=attached)
+    setting = access.get("Setting", API_VERSION, VERSION_SETTING, namespace=namespace) or {}
+    warning = version_warning(backup_status.get("version"), setting.get("value"))
+    if warning:
+        module.warn(warning)
+    body = restore_body(restore_name, namespace, backup_name)
+    # In check mode a server-side dry run: Longhorn's validator judges it, nothing is stored.
+    created = access.create(RESTORE_KIND, API_VERSION, body, namespace=namespace)
+    result.update(changed=True, result=created)
+    if module._diff:
+        result["diff"] = {"before": {}, "after": {"restore_name": restore_name, "system_backup": backup_name}}
+    if params["wait"] and not module.check_mode:
+        result["result"] = wait_restored(access, params, restore_name)
+    return result
+
+
+STATE_HANDLERS = {"present": ensure_present, "absent": ensure_absent, "restored": ensure_restored}
 
 
 def main():

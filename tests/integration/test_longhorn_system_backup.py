@@ -2,9 +2,13 @@
 # Copyright: (c) 2026, homelab.longhorn_dr contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""longhorn_system_backup against the lab: present/absent rhythm, keep_remote, refusal while the target is unavailable."""
+"""longhorn_system_backup against the lab: present/absent rhythm, keep_remote, refusal while the target is unavailable,
+and state=restored after a cluster wipe."""
 
 from __future__ import annotations
+
+import os
+import time
 
 import pytest
 
@@ -76,3 +80,46 @@ def test_generated_name_creates_a_new_backup(lab, run_playbook):
     assert task['result']['status']['state'] == 'Ready'
     backups, _version = lab.store.list('backups', 'longhorn-system')
     assert backups == [], 'policy disabled takes no volume backups'
+
+
+def _wait(predicate, what, timeout=120):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f'timed out waiting for {what}')
+
+
+def test_restored_after_a_cluster_wipe(lab, run_playbook):
+    volumes = setup_backups(lab, run_playbook, claims=('app-data', 'db-data'))
+    backed_up = run_playbook('longhorn_system_backup.yml', extra_vars={'system_backup_name': 'before-wipe', 'system_backup_policy': 'always'})
+    assert backed_up.rc == 0, str(backed_up)
+
+    # Teardown and rebuild: a fresh Longhorn with no Secret and no target (Secrets are not in a system backup, ref §2).
+    lab.wipe_cluster()
+    assert lab.store.try_get('persistentvolumeclaims', 'apps', 'app-data') is None
+    refused = run_playbook('longhorn_system_backup.yml', extra_vars={'system_backup_name': 'before-wipe', 'system_backup_state': 'restored'})
+    assert refused.rc != 0 and 'SystemBackup before-wipe not found' in refused.task_result(TASK)['msg'], str(refused)
+
+    rebuilt = run_playbook('longhorn_volume_backup_setup.yml', extra_vars={'setup_claims': []})
+    assert rebuilt.rc == 0, str(rebuilt)
+    _wait(lambda: ((lab.store.try_get('systembackups', 'longhorn-system', 'before-wipe') or {}).get('status') or {}).get('state') == 'Ready',
+          'the system backup to sync from the bucket')
+
+    # No name: the newest Ready system backup.
+    restored = _run_rhythm(lab, run_playbook, {'system_backup_state': 'restored'})
+    assert [r['changed'] for r in restored] == [True, True, False, False]
+    assert restored[1]['name'] == 'before-wipe' and restored[1]['restore_name'] == 'restore-before-wipe'
+    assert restored[1]['result']['status']['state'] == 'Completed', restored[1]
+    assert restored[1]['rollout_job'] == 'longhorn-system-rollout-restore-before-wipe'
+    assert restored[3]['result']['status']['state'] == 'Completed'
+
+    for claim, volume in volumes.items():
+        pvc = lab.store.get('persistentvolumeclaims', 'apps', claim)
+        assert pvc['spec']['volumeName'] == volume, pvc
+        with open(os.path.join(lab.ctx.volume_data_dir(volume), 'data.txt'), encoding='utf-8') as handle:
+            assert handle.read() == f'{claim} payload\n' * 1000, f'{volume} came back without its data'
+    restores, _version = lab.store.list('systemrestores', 'longhorn-system')
+    assert [r['metadata']['name'] for r in restores] == ['restore-before-wipe'], 'a re-run must not start a second restore'

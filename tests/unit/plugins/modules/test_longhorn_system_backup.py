@@ -190,7 +190,144 @@ def test_argspec_absent_needs_a_name(capsys):
     assert result["failed"] is True and "state is absent but all of the following are missing: name" in result["msg"]
 
 
-def test_argspec_has_no_restored_state_yet():
+def test_argspec_states_and_policies():
     spec = module_under_test.argument_spec()
-    assert spec["state"]["choices"] == ["present", "absent"]
+    assert spec["state"]["choices"] == ["present", "absent", "restored"]
     assert spec["volume_backup_policy"]["choices"] == ["if-not-present", "always", "disabled"]
+
+
+# ---- state: restored ------------------------------------------------------------------------
+
+
+def _system_backup(name, state="Ready", created="2026-01-01T02:00:00Z", version="v1.10.2"):
+    return {"metadata": {"name": name, "namespace": NS, "creationTimestamp": created},
+            "status": {"state": state, "createdAt": created, "version": version}}
+
+
+def _volume(name, state="detached", pvc=None):
+    status = {"state": state}
+    if pvc:
+        status["kubernetesStatus"] = {"namespace": pvc[0], "pvcName": pvc[1]}
+    return {"metadata": {"name": name}, "status": status}
+
+
+class FakeRestoreAccess(FakeAccess):
+    """Adds list(); a new SystemRestore reaches ``final_state`` when waited for."""
+
+    def __init__(self, objects, check_mode=False, final_state="Completed", conditions=None):
+        super().__init__(objects, check_mode=check_mode, final_state=final_state, conditions=conditions)
+
+    def list(self, kind, _api_version, namespace=None):
+        assert namespace == NS
+        return [copy.deepcopy(obj) for (k, _n), obj in sorted(self.objects.items()) if k == kind]
+
+
+def _restore_cluster(extra=None):
+    objects = {
+        ("SystemBackup", "old"): _system_backup("old", created="2026-01-01T02:00:00Z"),
+        ("SystemBackup", "new"): _system_backup("new", created="2026-01-02T02:00:00Z"),
+        ("SystemBackup", "broken"): _system_backup("broken", state="Error", created="2026-01-03T02:00:00Z"),
+        ("Setting", "current-longhorn-version"): {"metadata": {"name": "current-longhorn-version"}, "value": "v1.10.2"},
+        ("Volume", "pvc-1"): _volume("pvc-1"),
+    }
+    objects.update(extra or {})
+    return objects
+
+
+def _restore(access, **params):
+    module = FakeModule(check_mode=access.check_mode, **dict(dict(state="restored", name=None, restore_name=None), **params))
+    return module, module_under_test.ensure_restored(module, access)
+
+
+def test_restored_picks_the_newest_ready_backup_and_waits():
+    access = FakeRestoreAccess(_restore_cluster())
+    module, result = _restore(access)
+    assert result["changed"] is True and result["name"] == "new" and result["restore_name"] == "restore-new"
+    assert result["result"]["status"]["state"] == "Completed"
+    assert result["rollout_job"] == "longhorn-system-rollout-restore-new"
+    assert access.objects[("SystemRestore", "restore-new")]["spec"] == {"systemBackup": "new"}
+    assert result["diff"]["after"] == {"restore_name": "restore-new", "system_backup": "new"}
+    assert module.warnings == []
+
+
+def test_restored_in_check_mode_is_a_dry_run_only():
+    access = FakeRestoreAccess(_restore_cluster(), check_mode=True)
+    _module, result = _restore(access, name="old")
+    assert result["changed"] is True and result["name"] == "old"
+    assert access.real_writes() == [] and ("SystemRestore", "restore-old") not in access.objects
+
+
+def test_restored_is_idempotent_once_completed():
+    done = {"metadata": {"name": "restore-new", "namespace": NS}, "spec": {"systemBackup": "new"}, "status": {"state": "Completed"}}
+    access = FakeRestoreAccess(_restore_cluster({("SystemRestore", "restore-new"): done}))
+    _module, result = _restore(access)
+    assert result["changed"] is False and access.calls == []
+
+
+def test_restored_refuses_attached_volumes_naming_them_and_their_claims():
+    access = FakeRestoreAccess(_restore_cluster({("Volume", "pvc-2"): _volume("pvc-2", "attached", ("apps", "db-data"))}))
+    with pytest.raises(LonghornError) as failure:
+        _restore(access)
+    assert "pvc-2 (attached for PVC apps/db-data)" in str(failure.value) and "pvc-1" not in str(failure.value)
+    assert failure.value.details["volumes_not_detached"] == ["pvc-2 (attached for PVC apps/db-data)"]
+    assert access.calls == []
+
+
+@pytest.mark.parametrize("name, message", [
+    ("missing", "SystemBackup missing not found (found: broken (Error), new (Ready), old (Ready))"),
+    ("broken", "SystemBackup broken is Error, not Ready"),
+])
+def test_restored_needs_an_existing_ready_backup(name, message):
+    access = FakeRestoreAccess(_restore_cluster())
+    with pytest.raises(LonghornError, match=re.escape(message)):
+        _restore(access, name=name)
+    assert access.calls == []
+
+
+def test_restored_without_any_ready_backup_lists_what_exists():
+    access = FakeRestoreAccess({("SystemBackup", "broken"): _system_backup("broken", state="Error")})
+    with pytest.raises(LonghornError, match=re.escape("No Ready SystemBackup to restore from (found: broken (Error))")):
+        _restore(access)
+
+
+def test_restored_error_reports_the_condition_and_the_rollout_job():
+    conditions = [{"type": "Error", "status": "True", "reason": "Restore", "message": "volume pvc-1 is restoring data"}]
+    access = FakeRestoreAccess(_restore_cluster(), final_state="Error", conditions=conditions)
+    with pytest.raises(LonghornError) as failure:
+        _restore(access)
+    text = str(failure.value)
+    assert "SystemRestore restore-new failed: Restore: volume pvc-1 is restoring data" in text
+    assert "longhorn-system-rollout-restore-new" in text and failure.value.details["rollout_job"] == "longhorn-system-rollout-restore-new"
+
+
+def test_restored_refuses_while_another_restore_runs():
+    running = {"metadata": {"name": "other", "labels": {"longhorn.io/system-restore": "InProgress"}},
+               "spec": {"systemBackup": "old"}, "status": {"state": "Restoring"}}
+    access = FakeRestoreAccess(_restore_cluster({("SystemRestore", "other"): running}))
+    with pytest.raises(LonghornError, match="Another SystemRestore is in progress: other"):
+        _restore(access)
+
+
+def test_restored_name_clash_with_another_backup_is_an_error():
+    clash = {"metadata": {"name": "restore-new"}, "spec": {"systemBackup": "old"}, "status": {"state": "Completed"}}
+    access = FakeRestoreAccess(_restore_cluster({("SystemRestore", "restore-new"): clash}))
+    with pytest.raises(LonghornError, match="restores SystemBackup old, not new"):
+        _restore(access)
+
+
+def test_restored_warns_across_minor_versions():
+    access = FakeRestoreAccess(_restore_cluster({("SystemBackup", "new"): _system_backup("new", created="2026-01-02T02:00:00Z",
+                                                                                         version="v1.9.1")}))
+    module, result = _restore(access)
+    assert result["changed"] is True
+    assert module.warnings and "Longhorn v1.9.1 but the cluster runs v1.10.2" in module.warnings[0]
+
+
+@pytest.mark.parametrize("backup, cluster, warns", [("v1.10.0", "v1.10.2", False), ("v1.9.2", "v1.10.2", True), ("", "v1.10.2", False)])
+def test_version_warning_compares_major_minor(backup, cluster, warns):
+    assert bool(sb.version_warning(backup, cluster)) is warns
+
+
+def test_default_restore_name_is_a_valid_name():
+    name = sb.default_restore_name("x" * 80)
+    assert len(name) <= 63 and name.startswith("restore-")
