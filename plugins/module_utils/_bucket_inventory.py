@@ -373,9 +373,50 @@ class BucketInspector:
                                      "for its lock files, even to restore.%s" % (self.root, step, result["error_code"], left)))
         return result, problems
 
+    # ---- cluster-state export -----------------------------------------------------------
+    def object_key(self, key):
+        """``key`` under the S3 prefix (not under the backupstore): ``cluster-a/cluster-state/manifest.json``."""
+        key = (key or "").lstrip("/")
+        return "%s/%s" % (self.prefix, key) if self.prefix else key
+
+    def cluster_state(self, key, now):
+        """The cluster-state export's manifest (homelab.longhorn_dr.cluster_state): when it was exported, in which format.
+
+        A missing object is ``found: false``, not an error; an unreadable or malformed one sets ``error``.
+        """
+        result = {"found": False, "key": self.object_key(key), "exported_at": None, "age_seconds": None, "format": None,
+                  "error": None}
+        try:
+            raw = self.fetch(result["key"])
+        except S3Error as exc:
+            if exc.code not in ("NoSuchKey", "404", "NotFound"):
+                result["error"] = str(exc)
+            return result
+        result["found"] = True
+        try:
+            manifest = json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            result["error"] = "%s is not valid JSON: %s" % (result["key"], exc)
+            return result
+        if not isinstance(manifest, dict):
+            result["error"] = "%s is not a JSON object" % result["key"]
+            return result
+        result["format"] = manifest.get("format") if isinstance(manifest.get("format"), str) else None
+        try:
+            exported = bs.parse_go_time(manifest.get("exported_at")) if isinstance(manifest.get("exported_at"), str) else None
+        except bs.BackupstoreFormatError:
+            exported = None
+        if exported is None:
+            result["error"] = "%s has no valid exported_at time (%r)" % (result["key"], manifest.get("exported_at"))
+            return result
+        exported = exported.replace(microsecond=0)
+        result["exported_at"] = _iso(exported)
+        result["age_seconds"] = max(int((now - exported).total_seconds()), 0)
+        return result
+
     # ---- the whole check ---------------------------------------------------------------
     def run(self, integrity="none", sample_percent=100, sample_seed=None, max_age=None, expected_volumes=None,
-            write_probe=False, retained_backups=None, compression_ratio=None):
+            write_probe=False, retained_backups=None, compression_ratio=None, cluster_state_key=None):
         """Everything minio_bucket_check reports, as one dict (without ``changed``/``failed``)."""
         result = {
             "backupstore_prefix": self.root,
@@ -392,6 +433,7 @@ class BucketInspector:
             "missing": [],
             "capacity": None,
             "checked_at": None,
+            "cluster_state": None,
         }
         with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="bucket-check") as pool:
             inventory = Inventory(self, pool, integrity, sample_percent, sample_seed)
@@ -401,6 +443,10 @@ class BucketInspector:
                 result["access"] = _access_failure(exc)
                 result["missing"] = sorted(set(expected_volumes or ()))
                 result["checked_at"] = _iso(self.now())
+                if cluster_state_key:
+                    result["cluster_state"] = {"found": False, "key": self.object_key(cluster_state_key), "exported_at": None,
+                                               "age_seconds": None, "format": None,
+                                               "error": "not read: the bucket could not be listed (%s)" % exc}
                 return result
             result["access"] = {"reachable": True, "credentials_valid": True, "bucket_exists": True, "readable": True,
                                 "error_code": None, "error": None}
@@ -408,6 +454,7 @@ class BucketInspector:
             result["checked_at"] = _iso(now)
             settings_future = pool.submit(self.bucket_settings)
             probe_future = pool.submit(self.write_probe) if write_probe else None
+            state_future = pool.submit(self.cluster_state, cluster_state_key, now) if cluster_state_key else None
             volumes, volume_problems = inventory.volumes(now)
             result["integrity"] = inventory.integrity()
             system_backups, system_problems = inventory.system_backups()
@@ -417,6 +464,8 @@ class BucketInspector:
             problems = []
             if probe_future is not None:
                 result["write_probe"], problems = probe_future.result()
+            if state_future is not None:
+                result["cluster_state"] = state_future.result()
         problems = settings_problems + problems + volume_problems + system_problems
         result["volumes"] = volumes
         result["system_backups"] = system_backups

@@ -130,6 +130,14 @@ options:
       - How many S3 requests run at the same time.
     type: int
     default: 16
+  cluster_state_key:
+    description:
+      - Also read the manifest of a cluster-state export (as the P(homelab.longhorn_dr.cluster_state#role) role uploads
+        it) at this key under O(prefix), for example V(cluster-state/manifest.json), and report when it was exported in
+        RV(cluster_state).
+      - A missing object is reported as RV(cluster_state.found=false), not as an error.
+      - When not set, no manifest is read and RV(cluster_state) is V(null).
+    type: str
 notes:
   - Backup cfgs, blocks and the layout follow Longhorn's backupstore (Longhorn 1.10); C(volume.cfg) string fields
     that Go encodes twice are decoded.
@@ -559,6 +567,36 @@ capacity:
       description: Sum over volumes of size x compression ratio x retained backups.
       type: int
       sample: 32920473190
+cluster_state:
+  description:
+    - The cluster-state export's manifest named by O(cluster_state_key); V(null) when that option is not set.
+  returned: always
+  type: dict
+  contains:
+    found:
+      description: Whether the manifest object exists.
+      type: bool
+      sample: true
+    key:
+      description: The manifest's key in the bucket (O(prefix) included).
+      type: str
+      sample: cluster-a/cluster-state/manifest.json
+    exported_at:
+      description: The manifest's C(exported_at), in UTC.
+      type: str
+      sample: "2026-03-01T02:10:00Z"
+    age_seconds:
+      description: Seconds between RV(cluster_state.exported_at) and RV(checked_at) (the S3 server's clock).
+      type: int
+      sample: 1200
+    format:
+      description: The manifest's C(format), for example C(homelab.longhorn_dr/cluster-state/v1).
+      type: str
+      sample: homelab.longhorn_dr/cluster-state/v1
+    error:
+      description: Why the manifest could not be read or understood (not valid JSON, no valid C(exported_at), S3 error).
+      type: str
+      sample: null
 findings:
   description: Counts per O(fail_on) category (C(unreachable) as a boolean), whether or not O(fail_on) lists it.
   returned: always
@@ -604,6 +642,7 @@ def argument_spec():
         capacity_compression_ratio=dict(type="float"),
         fail_on=dict(type="list", elements="str", choices=list(FAIL_ON_CHOICES), default=[]),
         concurrency=dict(type="int", default=16),
+        cluster_state_key=dict(type="str", no_log=False),
     )
     return spec
 
@@ -612,6 +651,8 @@ def check_options(params):
     """Validate what the argspec cannot express; returns max_age in seconds."""
     if not 1 <= params["integrity_sample_percent"] <= 100:
         raise InvalidOption("integrity_sample_percent: %r is not between 1 and 100" % params["integrity_sample_percent"])
+    if params["cluster_state_key"] is not None and not params["cluster_state_key"].strip("/ "):
+        raise InvalidOption("cluster_state_key: %r is not an object key" % params["cluster_state_key"])
     if params["concurrency"] < 1:
         raise InvalidOption("concurrency: %r is not a positive number" % params["concurrency"])
     if params["capacity_retained_backups"] is not None and params["capacity_retained_backups"] < 1:
@@ -659,6 +700,7 @@ def run_check(module, max_age):
         write_probe=probe,
         retained_backups=params["capacity_retained_backups"],
         compression_ratio=params["capacity_compression_ratio"],
+        cluster_state_key=params["cluster_state_key"],
     )
     if params["write_probe"] and module.check_mode:
         result["write_probe"]["skipped_reason"] = "check mode"
