@@ -1,0 +1,218 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, homelab.longhorn_dr contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Unit tests of longhorn_volume_restore and _volume_restore with a fake cluster."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+
+from ansible_collections.homelab.longhorn_dr.plugins.module_utils import _volume_restore as vr
+from ansible_collections.homelab.longhorn_dr.plugins.module_utils._k8s import LonghornError
+from ansible_collections.homelab.longhorn_dr.plugins.modules import longhorn_volume_restore as module_under_test
+
+NS = "longhorn-system"
+TARGET = "s3://bucket@us-east-1/"
+
+
+def _url(backup, volume):
+    return "%s?backup=%s&volume=%s" % (TARGET, backup, volume)
+
+
+def _backup(name, volume, state="Completed", created="2026-01-01T02:00:00Z", claim=None, mode="rwo", size="67108864"):
+    labels = {vr.ACCESS_MODE_LABEL: mode}
+    if claim:
+        labels["KubernetesStatus"] = json.dumps({"namespace": claim[0], "pvcName": claim[1], "pvName": "pv-" + volume})
+    return {"metadata": {"name": name, "labels": {"backup-volume": volume, "backup-target": "default"}},
+            "status": {"state": state, "backupCreatedAt": created, "url": _url(name, volume), "volumeSize": size,
+                       "labels": labels, "volumeName": volume}}
+
+
+def _backup_volume(volume, last, claim=None):
+    labels = {"KubernetesStatus": json.dumps({"namespace": claim[0], "pvcName": claim[1]})} if claim else {}
+    return {"metadata": {"name": volume + "-0fbc591a", "labels": {"backup-volume": volume, "backup-target": "default"}},
+            "spec": {"backupTargetName": "default", "volumeName": volume},
+            "status": {"lastBackupName": last, "labels": labels}}
+
+
+class FakeAccess:
+    """Lists from a dict of kind -> {name: object}; created volumes follow ``script`` (a list of status dicts per poll)."""
+
+    def __init__(self, objects, check_mode=False, script=None, create_errors=None):
+        self.objects = copy.deepcopy(objects)
+        self.check_mode = check_mode
+        self.script = script or {}
+        self.create_errors = create_errors or {}
+        self.created = []
+
+    def list(self, kind, _api_version, namespace=None):
+        assert namespace == NS
+        if kind == "Volume":
+            for name, steps in self.script.items():
+                if name in self.objects["Volume"] and steps:
+                    self.objects["Volume"][name]["status"] = steps.pop(0)
+        return [copy.deepcopy(o) for _n, o in sorted(self.objects.get(kind, {}).items())]
+
+    def create(self, kind, _api_version, body, namespace=None):
+        name = body["metadata"]["name"]
+        if name in self.create_errors:
+            raise LonghornError(self.create_errors[name])
+        self.created.append((name, self.check_mode))
+        if not self.check_mode:
+            self.objects.setdefault(kind, {})[name] = copy.deepcopy(body)
+        return body
+
+
+class FakeModule:
+    def __init__(self, check_mode=False, **params):
+        self.params = dict(volumes=None, namespaces=None, all_volumes=False, backup=None, backup_target="default",
+                           number_of_replicas=None, data_engine="v1", stale_replica_timeout=2880, concurrency=5,
+                           namespace=NS, wait=True, wait_timeout=100, wait_sleep=1)
+        self.params.update(params)
+        self.check_mode = check_mode
+
+
+class Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.now += seconds
+
+
+DONE = {"state": "detached", "restoreRequired": False, "restoreInitiated": True, "robustness": "healthy"}
+RESTORING = {"state": "attached", "restoreRequired": True, "restoreInitiated": True, "robustness": "healthy"}
+FAILED = {"state": "attached", "restoreRequired": True, "restoreInitiated": True, "robustness": "faulted",
+          "conditions": [{"type": "Restore", "status": "False", "reason": "RestoreFailure", "message": "block checksum mismatch"}]}
+
+
+def _cluster():
+    return {
+        "BackupVolume": {"vol-a": _backup_volume("vol-a", "backup-a2", ("apps", "a")), "vol-b": _backup_volume("vol-b", "backup-b1", ("db", "b"))},
+        "Backup": {
+            "backup-a1": _backup("backup-a1", "vol-a", created="2026-01-01T01:00:00Z", claim=("apps", "a")),
+            "backup-a2": _backup("backup-a2", "vol-a", created="2026-01-01T02:00:00Z", claim=("apps", "a"), mode="rwx", size="134217728"),
+            "backup-b1": _backup("backup-b1", "vol-b", claim=("db", "b")),
+        },
+        "Volume": {},
+    }
+
+
+def _run(access, clock=None, **params):
+    clock = clock or Clock()
+    module = FakeModule(check_mode=access.check_mode, **params)
+    module_under_test.check_params(module.params)
+    entries, bodies = module_under_test.plan(module.params, access, 1767232800.0)  # 2026-01-01T02:00:00Z
+    module_under_test.run_restores(module, access, entries, bodies, clock=clock, sleep=clock.sleep)
+    return entries, bodies
+
+
+def test_namespaces_select_by_the_original_pvc_and_latest_backup_is_used():
+    access = FakeAccess(_cluster(), script={"vol-a": [RESTORING, DONE]})
+    entries, bodies = _run(access, namespaces=["apps"])
+    assert list(entries) == ["vol-a"]
+    entry = entries["vol-a"]
+    assert entry["state"] == "Restored" and entry["backup"] == "backup-a2" and entry["rpo_seconds"] == 0
+    assert (entry["pvc_namespace"], entry["pvc_name"], entry["access_mode"], entry["size"]) == ("apps", "a", "rwx", 134217728)
+    spec = bodies["vol-a"]["spec"]
+    assert spec == {"fromBackup": _url("backup-a2", "vol-a"), "frontend": "blockdev", "accessMode": "rwx", "dataEngine": "v1",
+                    "staleReplicaTimeout": 2880, "size": "134217728"}
+    assert bodies["vol-a"]["metadata"]["annotations"] == {vr.RESTORED_FROM_ANNOTATION: _url("backup-a2", "vol-a")}
+
+
+def test_named_backup_and_replicas():
+    access = FakeAccess(_cluster(), script={"vol-a": [DONE]})
+    entries, bodies = _run(access, volumes=["vol-a"], backup="backup-a1", number_of_replicas=2)
+    assert entries["vol-a"]["backup"] == "backup-a1" and entries["vol-a"]["rpo_seconds"] == 3600
+    assert bodies["vol-a"]["spec"]["numberOfReplicas"] == 2
+
+
+def test_check_mode_creates_dry_runs_only_and_does_not_wait():
+    access = FakeAccess(_cluster(), check_mode=True)
+    entries, _bodies = _run(access, all_volumes=True)
+    assert {e["state"] for e in entries.values()} == {"Planned"}
+    assert access.created == [("vol-a", True), ("vol-b", True)] and access.objects["Volume"] == {}
+
+
+def test_a_restored_volume_is_skipped_and_another_origin_is_a_conflict():
+    cluster = _cluster()
+    cluster["Volume"] = {
+        "vol-a": {"metadata": {"name": "vol-a", "annotations": {vr.RESTORED_FROM_ANNOTATION: _url("backup-a2", "vol-a")}}, "status": DONE},
+        "vol-b": {"metadata": {"name": "vol-b"}, "spec": {}, "status": DONE},
+    }
+    access = FakeAccess(cluster)
+    entries, bodies = _run(access, all_volumes=True)
+    assert entries["vol-a"]["state"] == "AlreadyRestored" and "created" not in entries["vol-a"]
+    assert entries["vol-b"]["state"] == "Failed" and "was not restored from a backup" in entries["vol-b"]["error"]
+    assert bodies == {} and access.created == []
+
+
+def test_a_system_restored_volume_counts_as_restored_from_its_backup():
+    cluster = _cluster()
+    cluster["Volume"] = {"vol-b": {"metadata": {"name": "vol-b", "annotations": {vr.SYSTEM_RESTORED_BACKUP_ANNOTATION: _url("backup-b1", "vol-b")}},
+                                   "status": DONE}}
+    entries, _bodies = _run(FakeAccess(cluster), volumes=["vol-b"])
+    assert entries["vol-b"]["state"] == "AlreadyRestored"
+
+
+def test_concurrency_is_bounded_and_failures_are_per_volume():
+    access = FakeAccess(_cluster(), script={"vol-a": [RESTORING, FAILED], "vol-b": [RESTORING, DONE]})
+    created_while_active = []
+    original = access.create
+
+    def create(kind, api_version, body, namespace=None):
+        created_while_active.append([n for n, v in access.objects.get("Volume", {}).items()
+                                     if vr.restore_outcome(v)[0] == "Restoring"])
+        return original(kind, api_version, body, namespace=namespace)
+    access.create = create
+    entries, _bodies = _run(access, all_volumes=True, concurrency=1)
+    assert created_while_active == [[], []], "the second volume started while the first was restoring"
+    assert entries["vol-a"]["state"] == "Failed" and "block checksum mismatch" in entries["vol-a"]["error"]
+    assert entries["vol-b"]["state"] == "Restored"
+
+
+def test_timeout_fails_what_is_still_restoring():
+    access = FakeAccess(_cluster(), script={"vol-a": [RESTORING] * 100})
+    entries, _bodies = _run(access, volumes=["vol-a"], wait_timeout=3)
+    assert entries["vol-a"]["state"] == "Failed" and entries["vol-a"]["error"].startswith("timed out after 3s")
+
+
+def test_unknown_volume_and_unsynced_backup_are_reported_not_raised():
+    cluster = _cluster()
+    cluster["Backup"]["backup-b1"]["status"]["state"] = "Pending"
+    entries, bodies = _run(FakeAccess(cluster), volumes=["vol-b", "ghost"])
+    assert "ghost has no backups in BackupTarget default (known: vol-a, vol-b)" in entries["ghost"]["error"]
+    assert "no Completed backup" in entries["vol-b"]["error"]
+    assert bodies == {}
+
+
+@pytest.mark.parametrize("params, message", [
+    ({}, "exactly one of volumes, namespaces or all_volumes"),
+    ({"volumes": ["a"], "all_volumes": True}, "exactly one of"),
+    ({"volumes": ["a", "b"], "backup": "backup-x"}, "backup=backup-x names one backup"),
+    ({"all_volumes": True, "concurrency": 0}, "concurrency must be at least 1, got 0"),
+    ({"all_volumes": True, "number_of_replicas": 0}, "number_of_replicas must be at least 1, got 0"),
+])
+def test_bad_parameters_name_the_value(params, message):
+    with pytest.raises(LonghornError, match=message):
+        module_under_test.check_params(FakeModule(**params).params)
+
+
+def test_restore_outcome_needs_restore_initiated():
+    assert vr.restore_outcome({"status": {"state": "detached", "restoreRequired": False, "restoreInitiated": False}})[0] == "Restoring"
+    assert vr.restore_outcome({"status": DONE}) == ("Restored", None)
+    assert vr.restore_outcome({"status": FAILED}) == ("Failed", "block checksum mismatch")
+
+
+def test_legacy_backup_volume_name_and_missing_labels():
+    legacy = {"metadata": {"name": "vol-x"}, "spec": {}}
+    assert vr.original_volume_name(legacy) == "vol-x"
+    assert vr.kubernetes_status({"KubernetesStatus": "not json"}) == {}
+    assert vr.access_mode({"status": {}}) == "rwo"
