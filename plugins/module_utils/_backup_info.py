@@ -352,4 +352,3 @@ def build_view(settings, target, volumes, backups, system_backups, now, names=No
         "system_backups": entries,
         "last_ready_system_backup": last_ready,
     }
-
