@@ -107,9 +107,11 @@ def _newest_first_key(item, when):
 def backup_volume_name(backup):
     """The volume a Backup CR belongs to.
 
-    ref §1.3: the ``backup-volume`` label is set by the webhook on every Backup created in the cluster and on the
-    CRs the BackupVolume controller creates from the store; ``status.volumeName`` is filled only when the backup
-    completes or is synced, so an Error backup may lack it. The label first, the status as fallback.
+    ref §1.3: the ``backup-volume`` label (the volume name) is set by the webhook on every Backup created in the
+    cluster, and the BackupVolume controller sets it on the CRs it pulls from the store (it passes
+    ``backupVolume.Spec.VolumeName`` to ``ds.CreateBackup``, which tags the label; derived from code).
+    ``status.volumeName`` is filled only when the backup completes or is synced, so an Error backup may lack it.
+    The label first, the status as fallback.
     """
     labels = (backup.get("metadata") or {}).get("labels") or {}
     return labels.get(LABEL_BACKUP_VOLUME) or (backup.get("status") or {}).get("volumeName") or None

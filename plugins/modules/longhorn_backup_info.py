@@ -54,6 +54,8 @@ notes:
   - A backup's time is C(status.backupCreatedAt) (the upload finished), else C(status.snapshotCreatedAt), else the
     creation time of its C(Backup) resource; "newest" compares these times.
   - The C(Backup) resources of a volume are found by their C(backup-volume) label, else C(status.volumeName).
+  - Longhorn deletes C(Error) and C(Unknown) Backup resources after the C(failed-backup-ttl) Setting (1440 minutes by
+    default), so a failed newest backup shows in RV(volumes[].last_backup) only for that long.
   - Longhorn puts a volume with no recurring-job or job-group label into the C(default) group by adding the label
     C(recurring-job-group.longhorn.io/default); the module reports that group also before Longhorn added the label.
 seealso:
