@@ -250,7 +250,7 @@ def resolve_playbook(playbook: str | os.PathLike) -> str:
     for candidate in (path, PLAYBOOK_DIR / path, REPO_ROOT / path):
         if candidate.is_file():
             return str(candidate.resolve())
-    if not path.suffix and str(playbook).count('.') >= 2:
+    if re.fullmatch(r'\w+\.\w+\.\w+', str(playbook)):
         return str(playbook)  # e.g. homelab.longhorn_dr.restore; ansible-playbook resolves it
     raise FileNotFoundError(f'playbook {playbook} not found (looked in {PLAYBOOK_DIR} and {REPO_ROOT})')
 
@@ -264,6 +264,8 @@ def playbook_environment(tmp_dir: pathlib.Path) -> dict:
         ANSIBLE_COLLECTIONS_PATH=str(REPO_ROOT / '.collections'),
         ANSIBLE_STDOUT_CALLBACK='ansible.posix.json',
         ANSIBLE_JSON_INDENT='0',
+        # set_stats data in the document's custom_stats / global_custom_stats (what AWX shows as artifacts).
+        ANSIBLE_SHOW_CUSTOM_STATS='1',
         ANSIBLE_NOCOLOR='1',
         ANSIBLE_LOCAL_TEMP=str(tmp_dir / 'ansible-local'),
         ANSIBLE_REMOTE_TEMP=str(tmp_dir / 'ansible-remote'),
