@@ -1,0 +1,383 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, homelab.longhorn_dr contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: longhorn_pv_from_volume
+short_description: Create PersistentVolumes and claims for Longhorn volumes under their original names
+version_added: 1.0.0
+description:
+  - For each chosen Longhorn volume, creates a PersistentVolume shaped as Longhorn's own C(pvCreate) makes it
+    (CSI driver C(driver.longhorn.io), C(volumeHandle) = the volume name, capacity and access mode from the volume,
+    reclaim policy C(Retain)) and a PersistentVolumeClaim with the original namespace and name, then waits until
+    the claim is C(Bound).
+  - The original claim is taken, in this order, from the volume's C(status.kubernetesStatus) (which a restore copies
+    from the backup), from the cluster-state manifest that M(homelab.longhorn_dr.longhorn_cluster_state) exported,
+    or from O(mapping).
+  - A claim bound to another volume, or a PV of the same name for another volume, is a conflict that is reported,
+    never changed.
+  - Volumes that are still restoring are not touched.
+author:
+  - homelab.longhorn_dr contributors (@homelab)
+requirements:
+  - kubernetes >= 24.2.0
+  - PyYAML >= 3.11
+extends_documentation_fragment:
+  - kubernetes.core.k8s_auth_options
+  - homelab.longhorn_dr._attributes
+  - homelab.longhorn_dr._attributes.ACTIONGROUP_LONGHORN
+attributes:
+  check_mode:
+    support: full
+    details:
+      - PVs, claims and namespaces are created as server-side dry runs; nothing is stored.
+  diff_mode:
+    support: full
+  idempotent:
+    support: full
+    details:
+      - A claim already bound to the volume's PV is left as it is.
+options:
+  volumes:
+    description:
+      - Names of the Longhorn volumes.
+      - Without it, every Longhorn volume that has no PV yet.
+    type: list
+    elements: str
+  cluster_state_manifest:
+    description:
+      - Path of a C(manifest.json) written by M(homelab.longhorn_dr.longhorn_cluster_state), on the host that runs
+        the module. Used for volumes whose C(kubernetesStatus) does not name a claim, and for the original StorageClass.
+    type: path
+  mapping:
+    description:
+      - Explicit claims, for volumes that neither C(kubernetesStatus) nor the manifest map.
+    type: list
+    elements: dict
+    suboptions:
+      volume:
+        description: Longhorn volume name.
+        type: str
+        required: true
+      namespace:
+        description: Namespace of the claim.
+        type: str
+        required: true
+      pvc_name:
+        description: Name of the claim.
+        type: str
+        required: true
+      storage_class:
+        description: StorageClass name for the PV and claim.
+        type: str
+  storage_class:
+    description:
+      - StorageClass name when the original one is unknown. Static binding needs no StorageClass object.
+    type: str
+    default: longhorn-static
+  fs_type:
+    description: Filesystem of the PV.
+    type: str
+    default: ext4
+  create_namespaces:
+    description: Create missing claim namespaces. Without it, a missing namespace fails that volume.
+    type: bool
+    default: false
+  namespace:
+    description: Namespace of the Longhorn custom resources.
+    type: str
+    default: longhorn-system
+  wait:
+    description: Wait until every claim is C(Bound).
+    type: bool
+    default: true
+  wait_timeout:
+    description: Seconds to wait.
+    type: int
+    default: 300
+  wait_sleep:
+    description: Seconds between polls.
+    type: int
+    default: 2
+seealso:
+  - module: homelab.longhorn_dr.longhorn_volume_restore
+  - name: Longhorn, restore volumes for Kubernetes StatefulSets
+    description: Longhorn's guide, which ends with creating PVs and PVCs with their previous names by hand.
+    link: https://longhorn.io/docs/1.10.2/snapshots-and-backups/backup-and-restore/restore-statefulset/
+"""
+
+EXAMPLES = r"""
+- name: Give every restored volume its PV and its original claim back
+  homelab.longhorn_dr.longhorn_pv_from_volume:
+    kubeconfig: ~/.kube/config
+    create_namespaces: true
+  register: claims
+
+- name: Use the exported cluster state for volumes whose backups lack the KubernetesStatus label
+  homelab.longhorn_dr.longhorn_pv_from_volume:
+    volumes: [pvc-0123abcd, pvc-4567ef01]
+    cluster_state_manifest: ./cluster-state/manifest.json
+
+- name: Map a volume by hand
+  homelab.longhorn_dr.longhorn_pv_from_volume:
+    volumes: [restored-db]
+    mapping:
+      - volume: restored-db
+        namespace: db
+        pvc_name: data-postgres-0
+        storage_class: longhorn
+"""
+
+RETURN = r"""
+volumes:
+  description: One entry per chosen volume, sorted by name.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    volume:
+      description: Longhorn volume name.
+      type: str
+      sample: pvc-0123abcd
+    pv_name:
+      description: Name of its PV.
+      type: str
+      sample: pvc-0123abcd
+    pvc_namespace:
+      description: Namespace of the claim; null when no source maps the volume.
+      type: str
+      sample: apps
+    pvc_name:
+      description: Name of the claim; null when no source maps the volume.
+      type: str
+      sample: app-data
+    source:
+      description: Where the claim came from, C(kubernetes_status), C(manifest) or C(mapping).
+      type: str
+      sample: kubernetes_status
+    storage_class:
+      description: StorageClass name on the PV and claim.
+      type: str
+      sample: longhorn
+    state:
+      description: C(Planned) (check mode), C(Created), C(Bound) (already there), C(Pending) (not waited for) or C(Failed).
+      type: str
+      sample: Created
+    error:
+      description: Why the volume failed; null otherwise.
+      type: str
+      sample: null
+failed_volumes:
+  description: Names of the volumes that failed.
+  returned: always
+  type: list
+  elements: str
+  sample: []
+created_namespaces:
+  description: Namespaces the module created (or would create, in check mode).
+  returned: always
+  type: list
+  elements: str
+  sample: [apps]
+duration:
+  description: Seconds the module ran.
+  returned: always
+  type: float
+  sample: 4.2
+"""
+
+import time
+
+from ansible_collections.homelab.longhorn_dr.plugins.module_utils._k8s import (
+    K8sAccess,
+    LonghornError,
+    WaitTimeout,
+    auth_argument_spec,
+    new_module,
+)
+from ansible_collections.homelab.longhorn_dr.plugins.module_utils._longhorn import (
+    API_VERSION,
+    DEFAULT_NAMESPACE,
+    DRIVER_NAME,
+)
+from ansible_collections.homelab.longhorn_dr.plugins.module_utils._pv_from_volume import (
+    STATIC_STORAGE_CLASS,
+    claim_for,
+    load_manifest,
+    pv_body,
+    pv_conflict,
+    pvc_body,
+    pvc_conflict,
+    restore_pending,
+    storage_class_for,
+)
+from ansible_collections.homelab.longhorn_dr.plugins.module_utils._volume_restore import original_volume_name
+
+
+def argument_spec():
+    return auth_argument_spec(
+        volumes=dict(type="list", elements="str"),
+        cluster_state_manifest=dict(type="path"),
+        mapping=dict(type="list", elements="dict", options=dict(
+            volume=dict(type="str", required=True),
+            namespace=dict(type="str", required=True),
+            pvc_name=dict(type="str", required=True),
+            storage_class=dict(type="str"),
+        )),
+        storage_class=dict(type="str", default=STATIC_STORAGE_CLASS),
+        fs_type=dict(type="str", default="ext4"),
+        create_namespaces=dict(type="bool", default=False),
+        namespace=dict(type="str", default=DEFAULT_NAMESPACE),
+        wait=dict(type="bool", default=True),
+        wait_timeout=dict(type="int", default=300),
+        wait_sleep=dict(type="int", default=2),
+    )
+
+
+def read_manifest(path):
+    if not path:
+        return {}
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except OSError as exc:
+        raise LonghornError("Cannot read cluster_state_manifest %s: %s" % (path, exc.strerror or exc)) from None
+    try:
+        return load_manifest(text, path)
+    except ValueError as exc:
+        raise LonghornError(str(exc)) from None
+
+
+def entry_for(name):
+    return {"volume": name, "pv_name": None, "pvc_namespace": None, "pvc_name": None, "source": None, "storage_class": None,
+            "state": "Planned", "error": None}
+
+
+def plan(params, access):
+    """Entries per volume, and what to create: {volume: (pv body or None, pvc body or None)}."""
+    manifest = read_manifest(params["cluster_state_manifest"])
+    mapping = {item["volume"]: item for item in params["mapping"] or []}
+    volumes = {v["metadata"]["name"]: v for v in access.list("Volume", API_VERSION, namespace=params["namespace"])}
+    pvs = {pv["metadata"]["name"]: pv for pv in access.list("PersistentVolume", "v1")}
+    handled = {((pv.get("spec") or {}).get("csi") or {}).get("volumeHandle"): pv for pv in pvs.values()
+               if ((pv.get("spec") or {}).get("csi") or {}).get("driver") == DRIVER_NAME}
+    claims = {(c["metadata"]["namespace"], c["metadata"]["name"]): c for c in access.list("PersistentVolumeClaim", "v1")}
+    classes = {original_volume_name(bv): (bv.get("status") or {}).get("storageClassName")
+               for bv in access.list("BackupVolume", API_VERSION, namespace=params["namespace"])}
+    names = params["volumes"] if params["volumes"] else sorted(name for name in volumes if name not in handled)
+    entries, work = {}, {}
+    for name in sorted(set(names)):
+        entry = entries[name] = entry_for(name)
+        volume = volumes.get(name)
+        if volume is None:
+            entry.update(state="Failed", error="Longhorn volume %s does not exist" % name)
+            continue
+        pending = restore_pending(volume)
+        if pending:
+            entry.update(state="Failed", error=pending)
+            continue
+        namespace, claim_name, source = claim_for(volume, manifest, mapping)
+        existing_pv = handled.get(name)
+        pv_name = existing_pv["metadata"]["name"] if existing_pv else (manifest.get(name) or {}).get("pv_name") or name
+        storage_class = ((existing_pv or {}).get("spec") or {}).get("storageClassName") or \
+            storage_class_for(name, manifest, mapping, classes, params["storage_class"])
+        entry.update(pv_name=pv_name, pvc_namespace=namespace, pvc_name=claim_name, source=source, storage_class=storage_class)
+        if claim_name is None:
+            entry.update(state="Failed", error="no claim known for volume %s: its kubernetesStatus names none, and neither the "
+                                               "cluster-state manifest nor mapping lists it" % name)
+            continue
+        problem = pv_conflict(pvs[pv_name], name) if pv_name in pvs and existing_pv is None else None
+        claim = claims.get((namespace, claim_name))
+        if problem is None and claim is not None:
+            problem = pvc_conflict(claim, pv_name)
+            if problem and (claim.get("spec") or {}).get("volumeName") in pvs:
+                other = ((pvs[claim["spec"]["volumeName"]].get("spec") or {}).get("csi") or {}).get("volumeHandle")
+                problem += " (volume %s, not volume %s)" % (other, name)
+        if problem:
+            entry.update(state="Failed", error=problem)
+            continue
+        pv = None if existing_pv else pv_body(volume, pv_name, storage_class, params["fs_type"], namespace, claim_name)
+        pvc = None if claim else pvc_body(volume, pv_name, storage_class, namespace, claim_name)
+        if pv is None and pvc is None:
+            entry["state"] = "Bound" if (claim.get("status") or {}).get("phase") == "Bound" else "Pending"
+            continue
+        work[name] = (pv, pvc)
+    return entries, work
+
+
+def ensure_namespaces(module, access, entries, work):
+    wanted = sorted({entries[name]["pvc_namespace"] for name, (_pv, pvc) in work.items() if pvc is not None})
+    missing = [ns for ns in wanted if access.get("Namespace", "v1", ns) is None]
+    if missing and not module.params["create_namespaces"]:
+        for name, (_pv, pvc) in list(work.items()):
+            if pvc is not None and entries[name]["pvc_namespace"] in missing:
+                entries[name].update(state="Failed", error="namespace %s does not exist (set create_namespaces=true to create it)"
+                                     % entries[name]["pvc_namespace"])
+                del work[name]
+        return []
+    for ns in missing:
+        access.create("Namespace", "v1", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+    return missing
+
+
+def create_all(module, access, entries, work, new_namespaces):
+    for name, (pv, pvc) in sorted(work.items()):
+        try:
+            if pv is not None:
+                access.create("PersistentVolume", "v1", pv)
+                entries[name]["wrote"] = True
+            # A dry run cannot create a claim in a namespace that was itself only a dry run.
+            if pvc is not None and not (module.check_mode and pvc["metadata"]["namespace"] in new_namespaces):
+                access.create("PersistentVolumeClaim", "v1", pvc, namespace=pvc["metadata"]["namespace"])
+                entries[name]["wrote"] = True
+        except LonghornError as exc:
+            entries[name].update(state="Failed", error=str(exc))
+            continue
+        entries[name]["state"] = "Planned" if module.check_mode else "Created"
+
+
+def wait_bound(module, access, entries):
+    params = module.params
+    waiting = {(e["pvc_namespace"], e["pvc_name"]): e for e in entries.values() if e["state"] in ("Created", "Pending")}
+    for namespace in sorted({key[0] for key in waiting}):
+        names = [key[1] for key in waiting if key[0] == namespace]
+        try:
+            access.wait_for("PersistentVolumeClaim", "v1", names, lambda c: (c.get("status") or {}).get("phase") == "Bound",
+                            namespace=namespace, timeout=params["wait_timeout"], sleep=params["wait_sleep"])
+        except WaitTimeout as exc:
+            for claim_name in exc.details.get("pending") or []:
+                entry = waiting[(namespace, claim_name)]
+                phase = ((exc.details.get("last") or {}).get(claim_name) or {}).get("status", {}).get("phase") or "unknown"
+                entry.update(state="Failed", error="PVC %s/%s not Bound after %ss (phase %s)" % (namespace, claim_name, params["wait_timeout"], phase))
+
+
+def main():
+    module = new_module(argument_spec(), supports_check_mode=True)
+    started = time.monotonic()
+    try:
+        access = K8sAccess(module)
+        entries, work = plan(module.params, access)
+        created_namespaces = ensure_namespaces(module, access, entries, work)
+        create_all(module, access, entries, work, created_namespaces)
+        if module.params["wait"] and not module.check_mode:
+            wait_bound(module, access, entries)
+    except LonghornError as exc:
+        module.fail_json(msg=str(exc), duration=round(time.monotonic() - started, 3), **exc.details)
+    volumes = [entries[name] for name in sorted(entries)]
+    changed = bool(created_namespaces) | any([entry.pop("wrote", False) for entry in volumes])
+    result = {"changed": changed, "volumes": volumes, "created_namespaces": created_namespaces,
+              "failed_volumes": [e["volume"] for e in volumes if e["state"] == "Failed"], "duration": round(time.monotonic() - started, 3)}
+    if module._diff:
+        result["diff"] = {"before": {}, "after": {name: {"pv": pv, "pvc": pvc} for name, (pv, pvc) in sorted(work.items())}}
+    if result["failed_volumes"]:
+        failures = ["%s (%s)" % (e["volume"], e["error"]) for e in volumes if e["state"] == "Failed"]
+        module.fail_json(msg="%d of %d volumes have no claim: %s" % (len(failures), len(volumes), "; ".join(failures)), **result)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

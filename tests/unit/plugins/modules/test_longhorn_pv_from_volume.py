@@ -1,0 +1,161 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, homelab.longhorn_dr contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Unit tests of longhorn_pv_from_volume and _pv_from_volume with a fake cluster."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+
+import pytest
+
+from ansible_collections.homelab.longhorn_dr.plugins.module_utils import _pv_from_volume as pvv
+from ansible_collections.homelab.longhorn_dr.plugins.module_utils._k8s import LonghornError
+from ansible_collections.homelab.longhorn_dr.plugins.modules import longhorn_pv_from_volume as module_under_test
+
+NS = "longhorn-system"
+
+
+def _volume(name, claim=None, restoring=False, mode="rwo", size="67108864", replicas=2):
+    status = {"state": "detached", "restoreRequired": restoring}
+    if claim:
+        status["kubernetesStatus"] = {"namespace": claim[0], "pvcName": claim[1], "pvName": ""}
+    return {"metadata": {"name": name}, "spec": {"size": size, "accessMode": mode, "numberOfReplicas": replicas, "staleReplicaTimeout": 30},
+            "status": status}
+
+
+def _pv(name, handle):
+    return {"metadata": {"name": name}, "spec": {"csi": {"driver": "driver.longhorn.io", "volumeHandle": handle}, "storageClassName": "longhorn"}}
+
+
+def _pvc(namespace, name, volume_name=None, phase="Bound"):
+    return {"metadata": {"namespace": namespace, "name": name}, "spec": {"volumeName": volume_name}, "status": {"phase": phase}}
+
+
+class FakeAccess:
+    def __init__(self, volumes=(), pvs=(), pvcs=(), backup_volumes=(), namespaces=("apps",), check_mode=False):
+        self.objects = {"Volume": list(volumes), "PersistentVolume": list(pvs), "PersistentVolumeClaim": list(pvcs),
+                        "BackupVolume": list(backup_volumes)}
+        self.namespaces = set(namespaces)
+        self.check_mode = check_mode
+        self.created = []
+
+    def list(self, kind, _api_version, namespace=None):
+        return copy.deepcopy(self.objects[kind])
+
+    def get(self, kind, _api_version, name, namespace=None):
+        assert kind == "Namespace"
+        return {"metadata": {"name": name}} if name in self.namespaces else None
+
+    def create(self, kind, _api_version, body, namespace=None):
+        if kind == "PersistentVolumeClaim" and body["metadata"]["namespace"] not in self.namespaces:
+            raise LonghornError("namespaces %s not found" % body["metadata"]["namespace"])
+        self.created.append((kind, body["metadata"]["name"], self.check_mode))
+        if not self.check_mode and kind == "Namespace":
+            self.namespaces.add(body["metadata"]["name"])
+        return body
+
+
+class FakeModule:
+    def __init__(self, check_mode=False, **params):
+        self.params = dict(volumes=None, cluster_state_manifest=None, mapping=None, storage_class="longhorn-static", fs_type="ext4",
+                           create_namespaces=False, namespace=NS, wait=False, wait_timeout=10, wait_sleep=1)
+        self.params.update(params)
+        self.check_mode = check_mode
+
+
+def _run(access, **params):
+    module = FakeModule(check_mode=access.check_mode, **params)
+    entries, work = module_under_test.plan(module.params, access)
+    created_namespaces = module_under_test.ensure_namespaces(module, access, entries, work)
+    module_under_test.create_all(module, access, entries, work, created_namespaces)
+    return entries, work, created_namespaces
+
+
+def test_pv_and_claim_shaped_as_longhorn_makes_them():
+    access = FakeAccess(volumes=[_volume("vol-a", ("apps", "data"), mode="rwx")],
+                        backup_volumes=[{"metadata": {"name": "vol-a-1"}, "spec": {"volumeName": "vol-a"}, "status": {"storageClassName": "longhorn"}}])
+    entries, work, _ns = _run(access)
+    assert entries["vol-a"]["state"] == "Created" and entries["vol-a"]["source"] == "kubernetes_status"
+    pv, pvc = work["vol-a"]
+    assert pv["spec"] == {
+        "capacity": {"storage": "67108864"}, "accessModes": ["ReadWriteMany"], "volumeMode": "Filesystem",
+        "persistentVolumeReclaimPolicy": "Retain", "storageClassName": "longhorn",
+        "csi": {"driver": "driver.longhorn.io", "volumeHandle": "vol-a", "fsType": "ext4",
+                "volumeAttributes": {"numberOfReplicas": "2", "staleReplicaTimeout": "30"}},
+        "claimRef": {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "namespace": "apps", "name": "data"}}
+    assert pvc["metadata"] == {"name": "data", "namespace": "apps"}
+    assert pvc["spec"]["volumeName"] == "vol-a" and pvc["spec"]["resources"]["requests"]["storage"] == "67108864"
+    assert pvc["spec"]["storageClassName"] == "longhorn" and pvc["spec"]["accessModes"] == ["ReadWriteMany"]
+
+
+def test_mapping_sources_in_order(tmp_path):
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(json.dumps({"format": pvv.MANIFEST_FORMAT, "volumes": [
+        {"volume": "vol-b", "pvc_namespace": "apps", "pvc_name": "from-manifest", "pv_name": "pv-b", "storage_class": "fast"},
+        {"volume": "vol-a", "pvc_namespace": "apps", "pvc_name": "ignored"}]}))
+    access = FakeAccess(volumes=[_volume("vol-a", ("apps", "from-status")), _volume("vol-b"), _volume("vol-c")])
+    entries, work, _ns = _run(access, cluster_state_manifest=str(manifest),
+                              mapping=[{"volume": "vol-c", "namespace": "apps", "pvc_name": "from-mapping", "storage_class": None},
+                                       {"volume": "vol-a", "namespace": "apps", "pvc_name": "ignored-too", "storage_class": None}])
+    assert [(entries[v]["pvc_name"], entries[v]["source"]) for v in ("vol-a", "vol-b", "vol-c")] == [
+        ("from-status", "kubernetes_status"), ("from-manifest", "manifest"), ("from-mapping", "mapping")]
+    assert entries["vol-b"]["pv_name"] == "pv-b" and entries["vol-b"]["storage_class"] == "fast"
+    assert entries["vol-c"]["storage_class"] == "longhorn-static"
+    assert work["vol-b"][1]["spec"]["volumeName"] == "pv-b"
+
+
+def test_conflicts_name_both_volumes_and_write_nothing():
+    access = FakeAccess(volumes=[_volume("vol-a", ("apps", "data")), _volume("vol-b", ("apps", "other"))],
+                        pvs=[_pv("pvc-fresh", "pvc-fresh"), _pv("vol-b", "someone-else")],
+                        pvcs=[_pvc("apps", "data", "pvc-fresh")])
+    entries, work, _ns = _run(access, volumes=["vol-a", "vol-b"])
+    assert entries["vol-a"]["error"] == "PVC apps/data is bound to PV pvc-fresh, not to PV vol-a (volume pvc-fresh, not volume vol-a)"
+    assert entries["vol-b"]["error"] == "PV vol-b exists for volume someone-else"
+    assert work == {} and access.created == []
+
+
+def test_already_bound_is_left_alone_and_restoring_or_unmapped_volumes_fail():
+    access = FakeAccess(volumes=[_volume("vol-a", ("apps", "data")), _volume("vol-b", ("apps", "b"), restoring=True), _volume("vol-c")],
+                        pvs=[_pv("vol-a", "vol-a")], pvcs=[_pvc("apps", "data", "vol-a")])
+    entries, work, _ns = _run(access, volumes=["vol-a", "vol-b", "vol-c", "ghost"])
+    assert entries["vol-a"]["state"] == "Bound" and work == {}
+    assert "still restoring" in entries["vol-b"]["error"]
+    assert "no claim known for volume vol-c" in entries["vol-c"]["error"]
+    assert entries["ghost"]["error"] == "Longhorn volume ghost does not exist"
+
+
+def test_default_selection_is_volumes_without_a_pv():
+    access = FakeAccess(volumes=[_volume("vol-a", ("apps", "a")), _volume("vol-b", ("apps", "b"))], pvs=[_pv("vol-a", "vol-a")],
+                        pvcs=[_pvc("apps", "a", "vol-a")])
+    entries, _work, _ns = _run(access)
+    assert list(entries) == ["vol-b"]
+
+
+@pytest.mark.parametrize("create, check_mode", [(False, False), (True, False), (True, True)])
+def test_missing_namespaces(create, check_mode):
+    access = FakeAccess(volumes=[_volume("vol-a", ("new-ns", "data"))], namespaces=(), check_mode=check_mode)
+    entries, _work, created = _run(access, create_namespaces=create)
+    if not create:
+        assert entries["vol-a"]["error"] == "namespace new-ns does not exist (set create_namespaces=true to create it)"
+        assert access.created == []
+    else:
+        assert created == ["new-ns"] and entries["vol-a"]["state"] == ("Planned" if check_mode else "Created")
+        kinds = [c[0] for c in access.created]
+        assert kinds == (["Namespace", "PersistentVolume"] if check_mode else ["Namespace", "PersistentVolume", "PersistentVolumeClaim"])
+
+
+@pytest.mark.parametrize("text, message", [
+    ("{", "is not JSON"),
+    (json.dumps({"format": "other"}), "is not a cluster-state manifest (format 'other'"),
+])
+def test_bad_manifest_is_a_clear_error(tmp_path, text, message):
+    path = tmp_path / "manifest.json"
+    path.write_text(text)
+    with pytest.raises(LonghornError, match=re.escape(message)):
+        module_under_test.read_manifest(str(path))
+    with pytest.raises(LonghornError, match="Cannot read cluster_state_manifest"):
+        module_under_test.read_manifest(str(tmp_path / "missing.json"))
