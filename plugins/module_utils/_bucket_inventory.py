@@ -53,6 +53,8 @@ MAX_LISTED = 100
 # How many names a fail_on summary spells out per category.
 SUMMARY_NAMES = 5
 WRITE_PROBE_NAME = ".longhorn-dr-write-probe-"
+# The manifest of one cluster-state export (homelab.longhorn_dr.cluster_state), written after its files.
+CLUSTER_STATE_MANIFEST = "manifest.json"
 MAX_AGE_HELP = "use seconds or a duration such as 90s, 30m, 24h, 1d, 2w or 1h30m"
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _DURATION = re.compile(r"^(?:\d+[smhdw])+$")
@@ -374,23 +376,42 @@ class BucketInspector:
         return result, problems
 
     # ---- cluster-state export -----------------------------------------------------------
-    def object_key(self, key):
-        """``key`` under the S3 prefix (not under the backupstore): ``cluster-a/cluster-state/manifest.json``."""
-        key = (key or "").lstrip("/")
-        return "%s/%s" % (self.prefix, key) if self.prefix else key
+    def cluster_state(self, prefix, now):
+        """The newest cluster-state export under ``prefix`` (from the bucket root), as homelab.longhorn_dr.cluster_state
+        uploads them: ``<prefix><YYYYMMDDTHHMMSSZ>/manifest.json``, the manifest written last. Which export is newest is
+        read from those folder names; the age from the manifest's ``exported_at``.
 
-    def cluster_state(self, key, now):
-        """The cluster-state export's manifest (homelab.longhorn_dr.cluster_state): when it was exported, in which format.
-
-        A missing object is ``found: false``, not an error; an unreadable or malformed one sets ``error``.
+        No export is ``found: false``, not an error; an unreadable or malformed manifest sets ``error``.
         """
-        result = {"found": False, "key": self.object_key(key), "exported_at": None, "age_seconds": None, "format": None,
-                  "error": None}
+        root = (prefix or "").strip().strip("/")
+        root = root + "/" if root else ""
+        result = {"found": False, "key": None, "exported_at": None, "age_seconds": None, "format": None, "error": None,
+                  "exports": 0}
+        manifests = []
+        kwargs = {"Bucket": self.bucket, "Prefix": root}
+        try:
+            while True:
+                page = self._call("list objects in bucket %s under %s" % (self.bucket, root or "/"), self.client.list_objects_v2, **kwargs)
+                for obj in page.get("Contents") or ():
+                    rest = obj["Key"][len(root):]
+                    folder, _slash, name = rest.partition("/")
+                    if folder and name == CLUSTER_STATE_MANIFEST:
+                        manifests.append(obj["Key"])
+                token = page.get("NextContinuationToken")
+                if not page.get("IsTruncated") or not token:
+                    break
+                kwargs["ContinuationToken"] = token
+        except S3Error as exc:
+            result["error"] = str(exc)
+            return result
+        result["exports"] = len(manifests)
+        if not manifests:
+            return result
+        result["key"] = max(manifests)
         try:
             raw = self.fetch(result["key"])
         except S3Error as exc:
-            if exc.code not in ("NoSuchKey", "404", "NotFound"):
-                result["error"] = str(exc)
+            result["error"] = str(exc)
             return result
         result["found"] = True
         try:
@@ -416,7 +437,7 @@ class BucketInspector:
 
     # ---- the whole check ---------------------------------------------------------------
     def run(self, integrity="none", sample_percent=100, sample_seed=None, max_age=None, expected_volumes=None,
-            write_probe=False, retained_backups=None, compression_ratio=None, cluster_state_key=None):
+            write_probe=False, retained_backups=None, compression_ratio=None, cluster_state_prefix=None):
         """Everything minio_bucket_check reports, as one dict (without ``changed``/``failed``)."""
         result = {
             "backupstore_prefix": self.root,
@@ -443,10 +464,9 @@ class BucketInspector:
                 result["access"] = _access_failure(exc)
                 result["missing"] = sorted(set(expected_volumes or ()))
                 result["checked_at"] = _iso(self.now())
-                if cluster_state_key:
-                    result["cluster_state"] = {"found": False, "key": self.object_key(cluster_state_key), "exported_at": None,
-                                               "age_seconds": None, "format": None,
-                                               "error": "not read: the bucket could not be listed (%s)" % exc}
+                if cluster_state_prefix is not None:
+                    result["cluster_state"] = {"found": False, "key": None, "exported_at": None, "age_seconds": None, "format": None,
+                                               "error": "not read: the bucket could not be listed (%s)" % exc, "exports": 0}
                 return result
             result["access"] = {"reachable": True, "credentials_valid": True, "bucket_exists": True, "readable": True,
                                 "error_code": None, "error": None}
@@ -454,7 +474,7 @@ class BucketInspector:
             result["checked_at"] = _iso(now)
             settings_future = pool.submit(self.bucket_settings)
             probe_future = pool.submit(self.write_probe) if write_probe else None
-            state_future = pool.submit(self.cluster_state, cluster_state_key, now) if cluster_state_key else None
+            state_future = pool.submit(self.cluster_state, cluster_state_prefix, now) if cluster_state_prefix is not None else None
             volumes, volume_problems = inventory.volumes(now)
             result["integrity"] = inventory.integrity()
             system_backups, system_problems = inventory.system_backups()

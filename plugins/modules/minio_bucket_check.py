@@ -130,13 +130,14 @@ options:
       - How many S3 requests run at the same time.
     type: int
     default: 16
-  cluster_state_key:
+  cluster_state_prefix:
     description:
-      - Also read the manifest of a cluster-state export (as the P(homelab.longhorn_dr.cluster_state#role) role uploads
-        it) at this key under O(prefix), for example V(cluster-state/manifest.json), and report when it was exported in
-        RV(cluster_state).
-      - A missing object is reported as RV(cluster_state.found=false), not as an error.
-      - When not set, no manifest is read and RV(cluster_state) is V(null).
+      - Also find the newest cluster-state export under this key prefix, from the bucket root (not under O(prefix)),
+        as the P(homelab.longhorn_dr.cluster_state#role) role uploads them (C(<prefix><YYYYMMDDTHHMMSSZ>/manifest.json)),
+        for example V(cluster-state/), and report when it was exported in RV(cluster_state).
+      - The newest export is the one whose folder name sorts last; V("") looks at the bucket root.
+      - No export is reported as RV(cluster_state.found=false), not as an error.
+      - When not set, nothing is read and RV(cluster_state) is V(null).
     type: str
 notes:
   - Backup cfgs, blocks and the layout follow Longhorn's backupstore (Longhorn 1.10); C(volume.cfg) string fields
@@ -569,18 +570,22 @@ capacity:
       sample: 32920473190
 cluster_state:
   description:
-    - The cluster-state export's manifest named by O(cluster_state_key); V(null) when that option is not set.
+    - The newest cluster-state export's manifest under O(cluster_state_prefix); V(null) when that option is not set.
   returned: always
   type: dict
   contains:
     found:
-      description: Whether the manifest object exists.
+      description: Whether an export's manifest was found (and read).
       type: bool
       sample: true
+    exports:
+      description: How many exports (folders with a C(manifest.json)) are under O(cluster_state_prefix).
+      type: int
+      sample: 3
     key:
-      description: The manifest's key in the bucket (O(prefix) included).
+      description: The newest manifest's key in the bucket; V(null) when there is none.
       type: str
-      sample: cluster-a/cluster-state/manifest.json
+      sample: cluster-state/20260301T021000Z/manifest.json
     exported_at:
       description: The manifest's C(exported_at), in UTC.
       type: str
@@ -594,7 +599,7 @@ cluster_state:
       type: str
       sample: homelab.longhorn_dr/cluster-state/v1
     error:
-      description: Why the manifest could not be read or understood (not valid JSON, no valid C(exported_at), S3 error).
+      description: Why the exports could not be listed or the manifest read or understood (S3 error, not valid JSON, no valid C(exported_at)).
       type: str
       sample: null
 findings:
@@ -642,7 +647,7 @@ def argument_spec():
         capacity_compression_ratio=dict(type="float"),
         fail_on=dict(type="list", elements="str", choices=list(FAIL_ON_CHOICES), default=[]),
         concurrency=dict(type="int", default=16),
-        cluster_state_key=dict(type="str", no_log=False),
+        cluster_state_prefix=dict(type="str"),
     )
     return spec
 
@@ -651,8 +656,6 @@ def check_options(params):
     """Validate what the argspec cannot express; returns max_age in seconds."""
     if not 1 <= params["integrity_sample_percent"] <= 100:
         raise InvalidOption("integrity_sample_percent: %r is not between 1 and 100" % params["integrity_sample_percent"])
-    if params["cluster_state_key"] is not None and not params["cluster_state_key"].strip("/ "):
-        raise InvalidOption("cluster_state_key: %r is not an object key" % params["cluster_state_key"])
     if params["concurrency"] < 1:
         raise InvalidOption("concurrency: %r is not a positive number" % params["concurrency"])
     if params["capacity_retained_backups"] is not None and params["capacity_retained_backups"] < 1:
@@ -700,7 +703,7 @@ def run_check(module, max_age):
         write_probe=probe,
         retained_backups=params["capacity_retained_backups"],
         compression_ratio=params["capacity_compression_ratio"],
-        cluster_state_key=params["cluster_state_key"],
+        cluster_state_prefix=params["cluster_state_prefix"],
     )
     if params["write_probe"] and module.check_mode:
         result["write_probe"]["skipped_reason"] = "check mode"

@@ -748,57 +748,64 @@ def test_real_server_missing_bucket(s3_server):
     assert (result["access"]["error_code"], result["access"]["bucket_exists"]) == ("NoSuchBucket", False)
 
 
-# ---- the cluster-state export's manifest (cluster_state_key) ----------------------------------------
+# ---- the cluster-state exports (cluster_state_prefix) -----------------------------------------------
 
 
 def manifest(exported_at, fmt="homelab.longhorn_dr/cluster-state/v1"):
     return json.dumps({"format": fmt, "exported_at": exported_at, "files": {}, "volumes": []}).encode()
 
 
-def test_cluster_state_manifest_is_read_under_the_prefix(fake):
+def test_cluster_state_newest_export_is_read(fake):
     store = BackupStore(fake, fake.bucket, "cluster-a")
     backup(store, fake, "pvc-aaa", "backup-1", ["a"])
-    fake.objects["cluster-a/cluster-state/manifest.json"] = (manifest("2026-03-01T11:00:00.5Z"), fake.clock)
-    result, _inspector = inspect(fake, prefix="cluster-a", cluster_state_key="cluster-state/manifest.json")
+    fake.objects["cluster-state/20260301T090000Z/manifest.json"] = (manifest("2026-03-01T09:00:00Z"), fake.clock)
+    fake.objects["cluster-state/20260301T110000Z/pvcs.yaml"] = (b"items: []", fake.clock)
+    fake.objects["cluster-state/20260301T110000Z/manifest.json"] = (manifest("2026-03-01T11:00:00.5Z"), fake.clock)
+    fake.objects["cluster-state/20260301T120000Z/pvcs.yaml"] = (b"items: []", fake.clock)  # upload still running: no manifest
+    fake.objects["cluster-state/notes/old/manifest.json"] = (b"x", fake.clock)  # not an export folder
+    result, _inspector = inspect(fake, prefix="cluster-a", cluster_state_prefix="/cluster-state")
     # The fake server's clock is START + 60 s (one backup); its Date header measures the age.
-    assert result["cluster_state"] == {"found": True, "key": "cluster-a/cluster-state/manifest.json",
+    assert result["cluster_state"] == {"found": True, "key": "cluster-state/20260301T110000Z/manifest.json",
                                        "exported_at": "2026-03-01T11:00:00Z", "age_seconds": 3660,
-                                       "format": "homelab.longhorn_dr/cluster-state/v1", "error": None}
-    assert sorted(by_name(result)) == ["pvc-aaa"]  # the export is outside the backupstore
-    assert fake.gets("manifest.json") == ["cluster-a/cluster-state/manifest.json"]
+                                       "format": "homelab.longhorn_dr/cluster-state/v1", "error": None, "exports": 2}
+    assert fake.gets("manifest.json") == ["cluster-state/20260301T110000Z/manifest.json"]
+    assert sorted(by_name(result)) == ["pvc-aaa"]  # the exports are outside the backupstore
     unrequested, _inspector = inspect(fake, prefix="cluster-a")
     assert unrequested["cluster_state"] is None
     assert len(fake.gets("manifest.json")) == 1  # not read again
 
 
-def test_cluster_state_missing_is_not_an_error(fake, store):
+def test_cluster_state_none_is_not_an_error(fake, store):
     backup(store, fake, "pvc-aaa", "backup-1", ["a"])
-    result, _inspector = inspect(fake, cluster_state_key="/cluster-state/manifest.json")
-    assert result["cluster_state"] == {"found": False, "key": "cluster-state/manifest.json", "exported_at": None,
-                                       "age_seconds": None, "format": None, "error": None}
+    result, _inspector = inspect(fake, cluster_state_prefix="cluster-state/")
+    assert result["cluster_state"] == {"found": False, "key": None, "exported_at": None, "age_seconds": None,
+                                       "format": None, "error": None, "exports": 0}
     assert result["access"]["readable"] is True
+    # At the bucket root the backupstore's objects are not mistaken for exports.
+    assert inspect(fake, cluster_state_prefix="")[0]["cluster_state"]["exports"] == 0
 
 
 @pytest.mark.parametrize("body, error", [
-    (b"{not json", "cluster-state/manifest.json is not valid JSON: "),
-    (b"[1, 2]", "cluster-state/manifest.json is not a JSON object"),
-    (manifest(None), "cluster-state/manifest.json has no valid exported_at time (None)"),
-    (manifest("yesterday"), "cluster-state/manifest.json has no valid exported_at time ('yesterday')"),
+    (b"{not json", "cluster-state/20260301T110000Z/manifest.json is not valid JSON: "),
+    (b"[1, 2]", "cluster-state/20260301T110000Z/manifest.json is not a JSON object"),
+    (manifest(None), "cluster-state/20260301T110000Z/manifest.json has no valid exported_at time (None)"),
+    (manifest("yesterday"), "cluster-state/20260301T110000Z/manifest.json has no valid exported_at time ('yesterday')"),
 ])
 def test_cluster_state_malformed_manifest_sets_error(fake, body, error):
-    fake.objects["cluster-state/manifest.json"] = (body, fake.clock)
-    state = inspect(fake, cluster_state_key="cluster-state/manifest.json")[0]["cluster_state"]
+    fake.objects["cluster-state/20260301T110000Z/manifest.json"] = (body, fake.clock)
+    state = inspect(fake, cluster_state_prefix="cluster-state/")[0]["cluster_state"]
     assert state["found"] is True and state["error"].startswith(error), state
     assert state["exported_at"] is None and state["age_seconds"] is None
 
 
 def test_cluster_state_unreadable_bucket_or_object(fake):
-    fake.objects["cluster-state/manifest.json"] = (manifest("2026-03-01T11:00:00Z"), fake.clock)
-    fake.fail("GetObject", client_error("AccessDenied", "GetObject", 403), key="cluster-state/manifest.json", times=10)
-    state = inspect(fake, cluster_state_key="cluster-state/manifest.json")[0]["cluster_state"]
-    assert (state["found"], state["error"]) == (False, "Failed to get object cluster-state/manifest.json: AccessDenied")
+    key = "cluster-state/20260301T110000Z/manifest.json"
+    fake.objects[key] = (manifest("2026-03-01T11:00:00Z"), fake.clock)
+    fake.fail("GetObject", client_error("AccessDenied", "GetObject", 403), key=key, times=10)
+    state = inspect(fake, cluster_state_prefix="cluster-state/")[0]["cluster_state"]
+    assert (state["found"], state["key"], state["error"]) == (False, key, "Failed to get object %s: AccessDenied" % key)
     fake.fail("ListObjectsV2", client_error("InvalidAccessKeyId", "ListObjectsV2", 403), times=10)
-    result = inspect(fake, cluster_state_key="cluster-state/manifest.json")[0]
+    result = inspect(fake, cluster_state_prefix="cluster-state/")[0]
     assert result["cluster_state"]["found"] is False
     assert result["cluster_state"]["error"] == ("not read: the bucket could not be listed "
                                                 "(Failed to list objects in bucket backups: InvalidAccessKeyId)")
