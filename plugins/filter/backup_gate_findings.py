@@ -42,7 +42,9 @@ options:
       - V(null) means the export was not checked, which is a finding.
     type: dict
   cluster_state_location:
-    description: How to name the manifest in messages (its path or key); taken from O(cluster_state) when not set.
+    description:
+      - How to name the export in messages when O(cluster_state) does not name it (a failed slurp, no export in the bucket).
+      - The manifest's key from the bucket check, or the slurped path, win over it.
     type: str
   max_age:
     description: Maximum age of the volume backups, the system backup and the export; seconds or a duration (V(24h), V(1d), V(90m)).
@@ -94,6 +96,10 @@ _value:
         C(cluster_state), C(bucket), C(longhorn)), C(subject) and C(reason).
       type: list
       elements: dict
+    messages:
+      description: "Every finding as one C(subject: reason) line, in the order of RV(_value.findings)."
+      type: list
+      elements: str
     unprotected_volumes:
       description: Bound volumes that are not protected, each with C(volume), C(pvc_namespace), C(pvc_name),
         C(pvc) (C(namespace/name)) and C(reasons).
@@ -330,7 +336,7 @@ class Gate:
         if isinstance(state, dict) and ("content" in state or "failed" in state or "skipped" in state or "msg" in state):
             location, manifest, error = self._manifest_from_slurp(state)
         elif isinstance(state, dict):
-            location = self.cluster_state_location or state.get("key") or "manifest.json"
+            location = state.get("key") or self.cluster_state_location or "manifest.json"
             if state.get("error"):
                 manifest, error = None, "cannot be read: %s" % state["error"]
             elif not state.get("found"):
@@ -417,6 +423,7 @@ class Gate:
         # Volume findings first, in the order of the report.
         self.findings.sort(key=lambda item: item["scope"] != "volume")
         result["passed"] = not self.findings
+        result["messages"] = ["%s: %s" % (item["subject"], item["reason"]) for item in self.findings]
         result["report"] = self.report(result)
         result["summary"] = self.summary(result)
         return result

@@ -127,6 +127,9 @@ def test_no_backups_at_all_refuses_naming_every_volume():
     assert reasons_by_volume(result) == {name: ["no backup"] for name in VOLUMES}
     assert other_findings(result) == [("system_backup", "no Ready system backup"), ("cluster_state", "does not exist")]
     assert "Backup gate refused (max_age 1d): 3 unprotected volume(s): apps/data-pvc-a (pvc-a): no backup" in result["summary"]
+    assert result["messages"] == ["apps/data-pvc-a (pvc-a): no backup", "apps/data-pvc-b (pvc-b): no backup",
+                                  "apps/data-pvc-c (pvc-c): no backup", "system backup: no Ready system backup",
+                                  "cluster-state export cluster-state/manifest.json: does not exist"]
     assert "  - apps/data-pvc-b (pvc-b): no backup" in result["report"]
     assert result["report"][0] == "Backup gate REFUSED (max_age 1d): 3 of 3 bound volume(s) unprotected, 2 other finding(s)"
 
