@@ -67,6 +67,11 @@ options:
       - Name of the backup to restore, instead of the latest C(Completed) one.
       - Only with exactly one volume in O(volumes).
     type: str
+  restore_as:
+    description:
+      - Name of the new volume, instead of the original name. Only with exactly one volume in O(volumes).
+      - Restoring a single app while its old volume still exists needs a new name; the old volume is left untouched.
+    type: str
   backup_target:
     description: Name of the BackupTarget the backups come from.
     type: str
@@ -144,7 +149,11 @@ volumes:
   elements: dict
   contains:
     volume:
-      description: Volume name (the original one).
+      description: Name of the restored volume (the original one unless O(restore_as) is set).
+      type: str
+      sample: pvc-0123abcd
+    source_volume:
+      description: The original volume name in the backup target.
       type: str
       sample: pvc-0123abcd
     backup:
@@ -244,6 +253,7 @@ def argument_spec():
         namespaces=dict(type="list", elements="str"),
         all_volumes=dict(type="bool", default=False),
         backup=dict(type="str"),
+        restore_as=dict(type="str"),
         backup_target=dict(type="str", default=DEFAULT_BACKUP_TARGET),
         number_of_replicas=dict(type="int"),
         data_engine=dict(type="str", choices=["v1", "v2"], default="v1"),
@@ -260,9 +270,10 @@ def check_params(params):
     selectors = [bool(params["volumes"]), bool(params["namespaces"]), params["all_volumes"]]
     if sum(selectors) != 1:
         raise LonghornError("Choose the volumes with exactly one of volumes, namespaces or all_volumes=true")
-    if params["backup"] and len(params["volumes"] or []) != 1:
-        raise LonghornError("backup=%s names one backup, so volumes must list exactly one volume (got %s)"
-                            % (params["backup"], ", ".join(params["volumes"] or []) or "none"))
+    for option in ("backup", "restore_as"):
+        if params[option] and len(params["volumes"] or []) != 1:
+            raise LonghornError("%s=%s is for one volume, so volumes must list exactly one volume (got %s)"
+                                % (option, params[option], ", ".join(params["volumes"] or []) or "none"))
     for option in ("concurrency", "wait_timeout", "wait_sleep"):
         if params[option] < 1:
             raise LonghornError("%s must be at least 1, got %s" % (option, params[option]))
@@ -290,13 +301,14 @@ def choose(params, backup_volumes):
     return dict(by_volume)
 
 
-def new_entry(volume, backup, now):
+def new_entry(volume, source, backup, now):
     status = backup.get("status") or {}
     claim = kubernetes_status(status.get("labels"))
     taken = parse_time(backup_time(backup))
     size = volume_size(backup)
     return {
         "volume": volume,
+        "source_volume": source,
         "backup": backup["metadata"]["name"],
         "backup_url": status.get("url") or "",
         "backup_created_at": backup_time(backup) or None,
@@ -312,7 +324,7 @@ def new_entry(volume, backup, now):
 
 
 def failed_entry(volume, message):
-    return {"volume": volume, "backup": None, "backup_url": None, "backup_created_at": None, "rpo_seconds": None, "size": None,
+    return {"volume": volume, "source_volume": volume, "backup": None, "backup_url": None, "backup_created_at": None, "rpo_seconds": None, "size": None,
             "access_mode": None, "pvc_namespace": None, "pvc_name": None, "state": STATE_FAILED, "duration": 0.0, "error": message}
 
 
@@ -333,18 +345,20 @@ def plan(params, access, now):
         except ValueError as exc:
             entries[name] = failed_entry(name, str(exc))
             continue
-        entry = entries[name] = new_entry(name, backup, now)
-        volume = existing.get(name)
+        target = params["restore_as"] or name
+        entry = entries[target] = new_entry(target, name, backup, now)
+        volume = existing.get(target)
         if volume is not None:
             origin = restored_from(volume)
             wanted = backup_url_parts(entry["backup_url"])
             if origin != wanted:
                 entry.update(state=STATE_FAILED, error="volume %s already exists and %s; it is never overwritten. Delete it or restore "
-                             "under another cluster" % (name, "was restored from backup %s" % origin[0] if origin else "was not restored from a backup"))
+                             "under another name (restore_as)" % (target, "was restored from backup %s" % origin[0] if origin
+                                                                 else "was not restored from a backup"))
                 continue
             entry["state"] = STATE_ALREADY_RESTORED
             continue
-        bodies[name] = volume_body(name, namespace, backup, number_of_replicas=params["number_of_replicas"], data_engine=params["data_engine"],
+        bodies[target] = volume_body(target, namespace, backup, number_of_replicas=params["number_of_replicas"], data_engine=params["data_engine"],
                                    stale_replica_timeout=params["stale_replica_timeout"])
     return entries, bodies
 

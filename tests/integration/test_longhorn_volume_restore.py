@@ -110,3 +110,12 @@ def test_conflicts_and_failures_do_not_stop_the_others(lab, run_playbook):
     assert not [w for w in lab.writes_since(mark) if w['path'].endswith(f'/volumes/{conflicting}')
                 or (w['path'].endswith('/volumes') and (w.get('body') or {}).get('metadata', {}).get('name') == conflicting)]
     assert 'fromBackup' not in lab.store.get('volumes', NS, conflicting)['spec']
+
+    # The conflicting volume's data can still come back, under another name, beside it.
+    # (Longhorn refuses volume names of 40 characters or more, and pvc-<uid> already has 40.)
+    copy = run_playbook('longhorn_volume_restore.yml', extra_vars={'restore_volumes': [conflicting], 'restore_as': 'app-data-restored'})
+    assert copy.rc == 0, str(copy)
+    entry = copy.task_result(TASK)['volumes'][0]
+    assert (entry['volume'], entry['source_volume'], entry['state']) == ('app-data-restored', conflicting, 'Restored')
+    assert _data(lab, 'app-data-restored') == 'app-data payload\n' * 1000
+    assert 'fromBackup' not in lab.store.get('volumes', NS, conflicting)['spec']

@@ -69,7 +69,7 @@ class FakeAccess:
 
 class FakeModule:
     def __init__(self, check_mode=False, **params):
-        self.params = dict(volumes=None, namespaces=None, all_volumes=False, backup=None, backup_target="default",
+        self.params = dict(volumes=None, namespaces=None, all_volumes=False, backup=None, restore_as=None, backup_target="default",
                            number_of_replicas=None, data_engine="v1", stale_replica_timeout=2880, concurrency=5,
                            namespace=NS, wait=True, wait_timeout=100, wait_sleep=1)
         self.params.update(params)
@@ -134,6 +134,20 @@ def test_named_backup_and_replicas():
     assert bodies["vol-a"]["spec"]["numberOfReplicas"] == 2
 
 
+def test_restore_as_creates_a_new_name_and_leaves_the_original_alone():
+    cluster = _cluster()
+    cluster["Volume"] = {"vol-a": {"metadata": {"name": "vol-a"}, "spec": {}, "status": DONE}}
+    access = FakeAccess(cluster, script={"vol-a-restored": [DONE]})
+    entries, bodies = _run(access, volumes=["vol-a"], restore_as="vol-a-restored")
+    assert list(entries) == ["vol-a-restored"] and entries["vol-a-restored"]["source_volume"] == "vol-a"
+    assert entries["vol-a-restored"]["state"] == "Restored"
+    assert bodies["vol-a-restored"]["spec"]["fromBackup"] == _url("backup-a2", "vol-a")
+    assert access.created == [("vol-a-restored", False)]
+    # A re-run recognises its own volume.
+    entries, bodies = _run(access, volumes=["vol-a"], restore_as="vol-a-restored")
+    assert entries["vol-a-restored"]["state"] == "AlreadyRestored" and bodies == {}
+
+
 def test_check_mode_creates_dry_runs_only_and_does_not_wait():
     access = FakeAccess(_cluster(), check_mode=True)
     entries, _bodies = _run(access, all_volumes=True)
@@ -196,7 +210,8 @@ def test_unknown_volume_and_unsynced_backup_are_reported_not_raised():
 @pytest.mark.parametrize("params, message", [
     ({}, "exactly one of volumes, namespaces or all_volumes"),
     ({"volumes": ["a"], "all_volumes": True}, "exactly one of"),
-    ({"volumes": ["a", "b"], "backup": "backup-x"}, "backup=backup-x names one backup"),
+    ({"volumes": ["a", "b"], "backup": "backup-x"}, "backup=backup-x is for one volume"),
+    ({"all_volumes": True, "restore_as": "copy"}, "restore_as=copy is for one volume, so volumes must list exactly one volume"),
     ({"all_volumes": True, "concurrency": 0}, "concurrency must be at least 1, got 0"),
     ({"all_volumes": True, "number_of_replicas": 0}, "number_of_replicas must be at least 1, got 0"),
 ])
