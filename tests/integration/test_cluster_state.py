@@ -9,19 +9,21 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sqlite3
 
 import boto3
 import pytest
 import yaml
 from botocore.config import Config
 
-from tests.integration.test_longhorn_volume_backup import setup_backups
+from tests.integration.test_longhorn_volume_backup import _wait, setup_backups
 
 pytestmark = pytest.mark.integration
 
 EXPORT_FILES = ['backuptargets.yaml', 'persistentvolumeclaims.yaml', 'persistentvolumes.yaml', 'recurringjobs.yaml',
                 'storageclasses.yaml', 'volumes.yaml']
 CONTRACT_KEYS = {'format', 'exported_at', 'longhorn_version', 'kubernetes_version', 'files', 'volumes', 'baselines'}
+PLAYBOOK = 'homelab.longhorn_dr.backup_cluster_state'
 EXPORT_TASK = 'homelab.longhorn_dr.cluster_state : Export the cluster state'
 VOLUME_KEYS = {'volume', 'pv_name', 'pvc_namespace', 'pvc_name', 'size', 'access_modes', 'storage_class', 'number_of_replicas', 'last_backup'}
 
@@ -36,13 +38,30 @@ def _keys(s3, bucket, prefix=''):
                   for o in page.get('Contents', []))
 
 
+def start_app(lab, volume, claim='app-data', namespace='apps', rows=1000):
+    """A SQLite database with ``rows`` rows on the claim's volume and a Deployment mounting the claim at /data."""
+    db = sqlite3.connect(os.path.join(lab.ctx.volume_data_dir(volume), 'app.db'))
+    db.execute('create table t (n int)')
+    db.executemany('insert into t values (?)', [(i,) for i in range(rows)])
+    db.commit()
+    db.close()
+    lab.store.create('deployments', {
+        'apiVersion': 'apps/v1', 'kind': 'Deployment', 'metadata': {'name': 'app', 'namespace': namespace},
+        'spec': {'replicas': 1, 'selector': {'matchLabels': {'app': 'app'}},
+                 'template': {'metadata': {'labels': {'app': 'app'}},
+                              'spec': {'containers': [{'name': 'app', 'image': 'python:3.11-slim',
+                                                       'volumeMounts': [{'name': 'data', 'mountPath': '/data'}]}],
+                                       'volumes': [{'name': 'data', 'persistentVolumeClaim': {'claimName': claim}}]}}}})
+    _wait(lambda: [p for p in lab.store.list('pods', namespace)[0] if (p.get('status') or {}).get('phase') == 'Running'],
+          what='the app pod to run')
+
+
 def test_check_apply_upload_and_max_age(lab, run_playbook, tmp_path):
     volumes = setup_backups(lab, run_playbook, claims=('app-data', 'db-data'))
     backed_up = run_playbook('longhorn_volume_backup.yml', extra_vars={'backup_volumes': [volumes['app-data']]})
     assert backed_up.rc == 0, str(backed_up)
     backup = backed_up.task_result('Back up the volumes')['backups'][0]
-    workload = run_playbook('cluster_state_setup.yml')
-    assert workload.rc == 0, str(workload)
+    start_app(lab, volumes['app-data'])
     dest = tmp_path / 'export'
     s3 = _s3(lab)
     keys_before = _keys(s3, lab.bucket)
@@ -58,6 +77,7 @@ def test_check_apply_upload_and_max_age(lab, run_playbook, tmp_path):
     assert _keys(s3, lab.bucket) == keys_before, 'check mode uploaded'
     assert [d['after_header'] for d in task['diff']] == [str(dest / n) for n in EXPORT_FILES + ['manifest.json']]
     assert task['uploaded'] and all(k.startswith('cluster-state/') for k in task['uploaded'])
+    assert [(b['name'], b['stdout']) for b in task['manifest']['baselines']] == [('app-rows', '1000\n')]
 
     # Apply: files, manifest, upload; the API is only read.
     mark = lab.audit_mark()
@@ -127,3 +147,45 @@ def test_check_apply_upload_and_max_age(lab, run_playbook, tmp_path):
     assert task['manifest'] == manifest
     assert {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in dest.iterdir()} == before
     assert _keys(s3, lab.bucket) == keys_before
+
+
+def test_collection_playbook_with_awx_credentials_failing_baseline_and_backupstore_prefix(lab, run_playbook, tmp_path):
+    lab.store.create('namespaces', {'metadata': {'name': 'apps'}})
+    lab.store.create('persistentvolumeclaims', {
+        'apiVersion': 'v1', 'kind': 'PersistentVolumeClaim', 'metadata': {'name': 'app-data', 'namespace': 'apps'},
+        'spec': {'accessModes': ['ReadWriteOnce'], 'storageClassName': 'longhorn', 'resources': {'requests': {'storage': '64Mi'}}}})
+    volume = _wait(lambda: lab.store.get('persistentvolumeclaims', 'apps', 'app-data')['spec'].get('volumeName'), what='the claim to bind')
+    start_app(lab, volume, rows=7)
+    dest = tmp_path / 'export'
+    # As AWX injects an S3 credential: environment variables only.
+    env = {'AWS_ACCESS_KEY_ID': lab.access_key, 'AWS_SECRET_ACCESS_KEY': lab.secret_key, 'AWS_ENDPOINT_URL': lab.s3_endpoint}
+    base = {'longhorn_dr_kubeconfig': str(lab.kubeconfig), 'cluster_state_dest': str(dest), 'cluster_state_upload': True,
+            'cluster_state_bucket': lab.bucket}
+    count = {'name': 'app-rows', 'namespace': 'apps', 'label_selector': 'app=app',
+             'command': "python3 -c \"import sqlite3; print(sqlite3.connect('/data/app.db').execute('select count(*) from t').fetchone()[0])\""}
+    broken = {'name': 'orders-count', 'namespace': 'apps', 'label_selector': 'app=app', 'command': 'sh -c "echo no such table: orders >&2; exit 3"'}
+
+    failing = run_playbook(PLAYBOOK, env=env, extra_vars={**base, 'cluster_state_baselines': [count, broken]})
+    assert failing.rc != 0, str(failing)
+    failed = failing.task_result('homelab.longhorn_dr.cluster_state : Fail for each baseline command that did not succeed')
+    [message] = [r['msg'] for r in failed['results'] if r.get('failed')]
+    assert 'Baseline orders-count failed' in message and '(rc=3)' in message and 'no such table: orders' in message, message
+    assert not dest.exists()
+
+    keys_before = _keys(_s3(lab), lab.bucket)
+    refused = run_playbook(PLAYBOOK, env=env, extra_vars={**base, 'cluster_state_upload_prefix': 'backupstore/cluster-state/'})
+    assert refused.rc != 0, str(refused)
+    assert "must lie outside the backupstore 'backupstore/'" in refused.task_result(
+        'homelab.longhorn_dr.cluster_state : Check the upload settings')['msg']
+    assert not dest.exists() and _keys(_s3(lab), lab.bucket) == keys_before
+
+    applied = run_playbook(PLAYBOOK, env=env, extra_vars={**base, 'cluster_state_baselines': [count]})
+    assert applied.rc == 0, str(applied)
+    task = applied.task_result(EXPORT_TASK)
+    manifest = json.loads((dest / 'manifest.json').read_text())
+    assert task['changed'] is True and task['manifest'] == manifest
+    [entry] = manifest['volumes']
+    assert (entry['volume'], entry['pvc_namespace'], entry['pvc_name'], entry['last_backup']) == (volume, 'apps', 'app-data', None)
+    assert [(b['name'], b['stdout'], b['rc']) for b in manifest['baselines']] == [('app-rows', '7\n', 0)]
+    assert sorted(_keys(_s3(lab), lab.bucket, 'cluster-state/')) == sorted(task['uploaded'])
+    assert len(task['uploaded']) == len(EXPORT_FILES) + 1
