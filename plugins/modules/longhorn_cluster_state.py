@@ -83,7 +83,7 @@ options:
   max_age:
     description:
       - When the export in O(dest) has the same content as the cluster now (everything but C(exported_at)), its files
-        are intact and it is younger than this, nothing is written and RV(changed) is false.
+        are intact and it is younger than this, nothing is written and C(changed) is false.
       - Seconds, or a Go duration such as C(1h) or C(24h0m0s).
       - Unset means every run writes a new export.
     type: str

@@ -117,8 +117,8 @@ def test_parse_quantity_bytes(value, expected):
 
 
 def test_volume_mapping_follows_pv_and_pvc_and_picks_the_last_backup():
-    volumes = [volume("vol-a", last_backup="backup-a1"), volume("vol-b", access="rwx", replicas=2,
-                                                                   kstatus={"namespace": "old", "pvcName": "gone", "pvName": "pv-gone"})]
+    gone = {"namespace": "old", "pvcName": "gone", "pvName": "pv-gone"}
+    volumes = [volume("vol-a", last_backup="backup-a1"), volume("vol-b", access="rwx", replicas=2, kstatus=gone)]
     pvs = [pv("vol-a", claim=("apps", "data"), modes=("ReadWriteOnce",))]
     pvcs = [pvc("data", volume_name="vol-a")]
     backups = [backup("backup-a1", "vol-a", created="2026-11-22T01:00:00Z"),
