@@ -163,13 +163,14 @@ def test_collection_playbook_with_awx_credentials_failing_baseline_and_backupsto
             'cluster_state_bucket': lab.bucket}
     count = {'name': 'app-rows', 'namespace': 'apps', 'label_selector': 'app=app',
              'command': "python3 -c \"import sqlite3; print(sqlite3.connect('/data/app.db').execute('select count(*) from t').fetchone()[0])\""}
-    broken = {'name': 'orders-count', 'namespace': 'apps', 'label_selector': 'app=app', 'command': 'sh -c "echo no such table: orders >&2; exit 3"'}
+    pod = lab.store.list('pods', 'apps')[0][0]['metadata']['name']
+    broken = {'name': 'orders-count', 'namespace': 'apps', 'pod': pod, 'container': 'app', 'command': 'sh -c "echo no such table: orders >&2; exit 3"'}
 
     failing = run_playbook(PLAYBOOK, env=env, extra_vars={**base, 'cluster_state_baselines': [count, broken]})
     assert failing.rc != 0, str(failing)
     failed = failing.task_result('homelab.longhorn_dr.cluster_state : Fail for each baseline command that did not succeed')
     [message] = [r['msg'] for r in failed['results'] if r.get('failed')]
-    assert 'Baseline orders-count failed' in message and '(rc=3)' in message and 'no such table: orders' in message, message
+    assert f'Baseline orders-count failed in pod apps/{pod} (rc=3)' in message and 'no such table: orders' in message, message
     assert not dest.exists()
 
     keys_before = _keys(_s3(lab), lab.bucket)
