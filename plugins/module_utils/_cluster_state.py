@@ -48,6 +48,8 @@ NOISY_ANNOTATIONS = (
 )
 # ref §1.5: the kubernetesStatus keys that name the PV and PVC; workloads and *RefAt change with every pod.
 KUBERNETES_STATUS_KEYS = ("namespace", "pvName", "pvStatus", "pvcName")
+# Volume spec fields that say where it is attached right now (ref §1.5), not what it is.
+VOLUME_ATTACHMENT_SPEC = ("nodeID", "migrationNodeID", "lastAttachedBy")
 # Volume status kept in the export: what a restore needs to know (ref §1.5, §5.3).
 VOLUME_STATUS_KEYS = ("isStandby", "lastBackup", "lastBackupAt")
 ACCESS_MODES = {"rwo": ["ReadWriteOnce"], "rwx": ["ReadWriteMany"]}
@@ -106,11 +108,16 @@ def clean_pv(pv):
 
 
 def clean_volume(volume):
-    """Spec without the attachment (``nodeID``), and the status a restore needs: PV/PVC names, last backup, standby."""
+    """Spec without where it is attached now, and the status a restore needs: PV/PVC names, last backup, standby.
+
+    The attachment belongs to the cluster as it runs now (and changes with every pod move); a restored volume
+    starts detached (ref §1.5 restore lifecycle).
+    """
     cleaned = clean_metadata(volume)
     spec = cleaned.get("spec")
     if isinstance(spec, dict):
-        spec.pop("nodeID", None)
+        for key in VOLUME_ATTACHMENT_SPEC:
+            spec.pop(key, None)
     status = volume.get("status") or {}
     kept = {key: status[key] for key in VOLUME_STATUS_KEYS if key in status}
     kstatus = status.get("kubernetesStatus") or {}

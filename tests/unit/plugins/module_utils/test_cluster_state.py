@@ -44,7 +44,8 @@ def volume(name, size="67108864", replicas=3, access="rwo", kstatus=None, last_b
         status["lastBackup"] = last_backup
         status["lastBackupAt"] = "2026-11-22T01:00:00Z"
     return {"metadata": dict(NOISE, name=name, namespace="longhorn-system"),
-            "spec": {"size": size, "numberOfReplicas": replicas, "accessMode": access, "nodeID": node}, "status": status}
+            "spec": {"size": size, "numberOfReplicas": replicas, "accessMode": access, "nodeID": node, "migrationNodeID": "",
+                     "lastAttachedBy": "app"}, "status": status}
 
 
 def backup(name, volume_name, state="Completed", created="2026-11-22T01:00:00Z"):
@@ -71,7 +72,7 @@ def test_clean_pv_keeps_claim_by_name_only():
 def test_clean_volume_keeps_what_a_restore_needs():
     cleaned = cs.clean_volume(volume("vol-1", kstatus={"namespace": "apps", "pvcName": "data", "pvName": "pv-1", "pvStatus": "Bound",
                                                        "lastPVCRefAt": ""}, last_backup="backup-1"))
-    assert "nodeID" not in cleaned["spec"] and cleaned["spec"]["size"] == "67108864"
+    assert cleaned["spec"] == {"size": "67108864", "numberOfReplicas": 3, "accessMode": "rwo"}
     assert cleaned["status"] == {"isStandby": False, "lastBackup": "backup-1", "lastBackupAt": "2026-11-22T01:00:00Z",
                                  "kubernetesStatus": {"namespace": "apps", "pvcName": "data", "pvName": "pv-1", "pvStatus": "Bound"}}
 
