@@ -7,7 +7,8 @@
 Each test walks several of issue 3's scenarios on one lab, because a lab and every playbook run cost
 seconds: no backups at all (the real case), a volume without a backup, no system backup, a failed
 backup, everything fresh, a cluster-state export that is too old, a stale volume, the backup target
-unavailable (wrong credentials), and the override with and without a reason.
+unavailable (wrong credentials), backups Longhorn reports that the bucket lost, and the override
+with and without a reason.
 """
 
 from __future__ import annotations
@@ -128,6 +129,19 @@ def test_gate_refuses_until_everything_is_protected(lab, run_playbook, tmp_path)
     assert task(result, REPORT_TASK)['msg'][0] == (
         'Backup gate PASSED (max_age 1d): 0 of 3 bound volume(s) unprotected, 0 other finding(s)')
     assert task(result, REFUSE_TASK).get('skipped') is True
+
+    # 5. Longhorn still says Completed, but the bucket lost one volume's backups: not protected.
+    s3 = lab.ctx.s3_client()
+    lost = [obj['Key'] for page in s3.get_paginator('list_objects_v2').paginate(Bucket=lab.bucket, Prefix='backupstore/volumes/')
+            for obj in page.get('Contents', []) if f'/{volumes["app-data"]}/' in obj['Key']]
+    assert lost
+    for key in lost:
+        s3.delete_object(Bucket=lab.bucket, Key=key)
+    _result, verdict = gate(lab, run_playbook, expect_pass=False)
+    [reason] = reasons(verdict)[app]
+    assert reason.startswith('backup backup-') and reason.endswith(
+        ' is not in the bucket (the bucket has no complete backup of this volume)'), reason
+    assert others(verdict) == []
 
 
 def test_gate_stale_export_stale_volume_target_unavailable_and_override(lab, run_playbook, tmp_path):
