@@ -147,6 +147,12 @@ check-backups: all ## Report what the bucket holds: volumes, backups, freshness,
 preflight: all ## Fail closed unless every volume has a fresh backup, plus a system backup and a cluster-state export
 	ansible-playbook $(if $(INVENTORY),-i '$(INVENTORY)') $(if $(EXTRA_VARS),-e '$(EXTRA_VARS)') $(ANSIBLE_ARGS) homelab.longhorn_dr.preflight
 
+# After a rebuild (Longhorn installed, no apps yet). S3 credentials from the environment or EXTRA_VARS, e.g.
+#   make restore-cluster EXTRA_VARS='restore_cluster_bucket=longhorn-backups restore_cluster_plan_only=true'
+.PHONY: restore-cluster
+restore-cluster: all ## Restore every Longhorn volume and its PV/PVC after a rebuild, from a plan printed first
+	ansible-playbook $(if $(INVENTORY),-i '$(INVENTORY)') $(if $(EXTRA_VARS),-e '$(EXTRA_VARS)') $(ANSIBLE_ARGS) homelab.longhorn_dr.restore_cluster
+
 clean: ## Remove test output and staged copies (keeps .venv and .collections)
 	rm -rf $(BUILD) tests/output .pytest_cache homelab-longhorn_dr-*.tar.gz
 

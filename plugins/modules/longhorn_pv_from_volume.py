@@ -368,7 +368,8 @@ def main():
     except LonghornError as exc:
         module.fail_json(msg=str(exc), duration=round(time.monotonic() - started, 3), **exc.details)
     volumes = [entries[name] for name in sorted(entries)]
-    changed = bool(created_namespaces) | any([entry.pop("wrote", False) for entry in volumes])
+    wrote = [entry.pop("wrote", False) for entry in volumes]  # pop from every entry, not only up to the first True
+    changed = bool(created_namespaces) or True in wrote
     result = {"changed": changed, "volumes": volumes, "created_namespaces": created_namespaces,
               "failed_volumes": [e["volume"] for e in volumes if e["state"] == "Failed"], "duration": round(time.monotonic() - started, 3)}
     if module._diff:

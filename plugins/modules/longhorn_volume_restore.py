@@ -352,14 +352,14 @@ def plan(params, access, now):
             origin = restored_from(volume)
             wanted = backup_url_parts(entry["backup_url"])
             if origin != wanted:
+                how = "was restored from backup %s" % origin[0] if origin else "was not restored from a backup"
                 entry.update(state=STATE_FAILED, error="volume %s already exists and %s; it is never overwritten. Delete it or restore "
-                             "under another name (restore_as)" % (target, "was restored from backup %s" % origin[0] if origin
-                                                                 else "was not restored from a backup"))
+                             "under another name (restore_as)" % (target, how))
                 continue
             entry["state"] = STATE_ALREADY_RESTORED
             continue
         bodies[target] = volume_body(target, namespace, backup, number_of_replicas=params["number_of_replicas"], data_engine=params["data_engine"],
-                                   stale_replica_timeout=params["stale_replica_timeout"])
+                                     stale_replica_timeout=params["stale_replica_timeout"])
     return entries, bodies
 
 
