@@ -147,7 +147,9 @@ CLAIM_ANNOTATION = "longhorn-dr.homelab/restore-app-claim"
 REPLACES_ANNOTATION = "longhorn-dr.homelab/restore-app-replaces"
 REPLICAS_ANNOTATION = "longhorn-dr.homelab/restore-app-replicas"
 LABEL_BACKUP_VOLUME = "backup-volume"  # ref §1.3
-OK, WARN, FAIL = "OK", "WARN", "FAIL"
+OK = "OK"
+WARN = "WARN"
+FAIL = "FAIL"
 SHOWN_OUTPUT = 120
 # Longhorn refuses volume names of 40 characters or more; restore names are at most this long.
 MAX_VOLUME_NAME = 39
@@ -772,7 +774,7 @@ def restore_app_plan(claims, namespace, pvcs=None, pvs=None, volumes=None, backu
         elif entry["state"] in ("restore", "resume"):
             deletes = []
             if entry["pvc_exists"]:
-                deletes.append("delete PVC %s" % where)
+                deletes.append("delete %s" % where)
             if entry["old_pv_to_delete"]:
                 deletes.append("delete PV object %s%s" % (entry["old_pv_to_delete"], " after setting its reclaim policy Delete -> Retain"
                                                           if entry["pv_reclaim_policy"] == "Delete" else " (reclaim policy Retain)"))
