@@ -159,6 +159,15 @@ _RS_HASH = re.compile(r"^[bcdfghjklmnpqrstvwxz2456789]{6,10}$")
 _NUMBER = re.compile(r"^[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?$")
 
 
+def as_list(value):
+    """A list from a list, or from a comma-separated string as ``-e key=a,b`` gives it."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return list(value)
+
+
 def _utc_now():
     return datetime.datetime.now(datetime.timezone.utc)
 
@@ -372,7 +381,7 @@ def verify_restore_plan(manifest=None, checks=None, use_baselines=True, toleranc
     ``manifest`` is the cluster-state manifest (dict, JSON or slurp result) or None. ``pods`` are the registered loop
     result of k8s_info over ``namespaces_to_list`` (or a plain list of pods); without it, no pod is picked yet.
     """
-    wanted_ns = set(namespaces or [])
+    wanted_ns = set(as_list(namespaces))
     errors = []
     try:
         data = load_manifest(manifest, manifest_location)
@@ -650,6 +659,7 @@ def restore_app_plan(claims, namespace, pvcs=None, pvs=None, volumes=None, backu
     StatefulSets of the namespace); without ``explicit_workloads``, those whose pods mount one of the claims.
     """
     moment = _parse_time(now) if now else _utc_now()
+    claims = as_list(claims)
     by_pvc = {_meta(p).get("name"): p for p in pvcs or [] if _meta(p).get("namespace", namespace) == namespace}
     by_pv = {_meta(p).get("name"): p for p in pvs or []}
     pv_by_volume = {((p.get("spec") or {}).get("csi") or {}).get("volumeHandle"): p for p in pvs or []

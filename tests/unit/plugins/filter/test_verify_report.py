@@ -393,3 +393,11 @@ def test_restore_app_mapping():
 
 def test_filters_are_registered():
     assert set(vr.FilterModule().filters()) == {"verify_report", "verify_restore_plan", "restore_app_plan", "restore_app_mapping"}
+
+
+def test_comma_separated_strings_are_lists():
+    assert vr.as_list("a, b,,c") == ["a", "b", "c"] and vr.as_list(None) == [] and vr.as_list(("x",)) == ["x"]
+    plan = vr.restore_app_plan("app-data", "apps", now=NOW, **cluster())
+    assert [c["pvc_name"] for c in plan["claims"]] == ["app-data"]
+    data = manifest(volumes=[{"volume": "v", "pvc_namespace": "apps", "pvc_name": "a"}, {"volume": "w", "pvc_namespace": "db", "pvc_name": "b"}])
+    assert [c["name"] for c in vr.verify_restore_plan(data, namespaces="db")["expected_pvcs"]] == ["b"]
