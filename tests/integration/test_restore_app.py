@@ -118,3 +118,44 @@ def test_refuse_then_restore_one_app(lab, run_playbook, tmp_path):
 
     for run in (refused, checked, restored, again):
         assert not run.mentions(lab.secret_key)
+
+
+def test_an_interrupted_restore_resumes(lab, run_playbook):
+    old_volume = setup_backups(lab, run_playbook, claims=('app-data',))['app-data']
+    start_app(lab, old_volume)
+    backup = run_playbook('longhorn_volume_backup.yml', extra_vars={'backup_volumes': [old_volume]})
+    assert backup.rc == 0, str(backup)
+    base = {'longhorn_dr_kubeconfig': str(lab.kubeconfig), 'restore_app_namespace': NS, 'restore_app_pvcs': 'app-data',
+            'restore_app_confirm_delete': True, 'restore_app_scale_timeout': 60,
+            'restore_app_verify_checks': [{'name': 'rows', 'namespace': NS, 'label_selector': 'app=app', 'expect_number': 1000,
+                                           'command': 'python3 -c "import sqlite3; print(sqlite3.connect(\'/data/app.db\')'
+                                                      '.execute(\'select count(*) from t\').fetchone()[0])"'}]}
+
+    # The run stops after the claim was deleted: the API refuses to create the new PV.
+    fault = lab.api_fault(r'/api/v1/persistentvolumes$', methods=['POST'], status=403)
+    interrupted = run_playbook(PLAYBOOK, extra_vars=base)
+    assert interrupted.rc != 0, str(interrupted)
+    new_volume = plan_of(interrupted)['claims'][0]['new_volume']
+    assert lab.store.try_get('persistentvolumeclaims', NS, 'app-data') is None
+    deployment = lab.store.get('deployments', NS, 'app')
+    assert deployment['spec']['replicas'] == 0
+    assert deployment['metadata']['annotations']['longhorn-dr.homelab/restore-app-replicas'] == '1'
+    assert fault.id and lab.store.try_get('volumes', LH, old_volume) is not None
+    lab.clear_faults()
+
+    # The re-run finds the new volume by its annotations, binds the claim to it and scales the app back to 1.
+    resumed = run_playbook(PLAYBOOK, extra_vars=base)
+    assert resumed.rc == 0, str(resumed)
+    [claim] = plan_of(resumed)['claims']
+    assert (claim['state'], claim['new_volume'], claim['pvc_exists'], claim['current_volume']) == ('resume', new_volume, False, old_volume)
+    restore = resumed.task_result(ROLE + "Restore each claim's backup into a new volume beside the old one")['results'][0]
+    assert restore['volumes'][0]['state'] == 'AlreadyRestored' and restore['changed'] is False
+    assert resumed.task_result(ROLE + 'Delete the claims')['results'] == [], 'the claim was already gone'
+    pvc = lab.store.get('persistentvolumeclaims', NS, 'app-data')
+    assert lab.store.get('persistentvolumes', None, pvc['spec']['volumeName'])['spec']['csi']['volumeHandle'] == new_volume
+    assert rows(lab, new_volume) == 1000
+    assert lab.store.get('deployments', NS, 'app')['spec']['replicas'] == 1
+    verdict = resumed.task_result('homelab.longhorn_dr.verify_restore : Judge the restore')['ansible_facts']['verify_restore__result']
+    assert verdict['passed'] is True and [c['status'] for c in verdict['checks']] == ['OK'], verdict['report']
+    volumes = {v['metadata']['name'] for v in lab.store.list('volumes', LH)[0]}
+    assert volumes == {old_volume, new_volume}, 'nothing duplicated, the old volume kept'
