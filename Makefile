@@ -118,10 +118,11 @@ test: ## Everything CI runs, in order; all steps run (FAIL_FAST=1 stops at the f
 configure-backups: all ## Configure the backup target and recurring jobs (EXTRA_VARS=@file.yml, INVENTORY=..., ANSIBLE_ARGS=...)
 	ansible-playbook $(if $(INVENTORY),-i '$(INVENTORY)') $(if $(EXTRA_VARS),-e '$(EXTRA_VARS)') $(ANSIBLE_ARGS) homelab.longhorn_dr.configure_backups
 
-demo: ## (not yet) A full backup/wipe/restore cycle against the lab
-	@echo "make demo: not available yet. The demo (backup, wipe, restore against the lab) arrives" >&2
-	@echo "with the restore work; nothing was run. Use 'make test' meanwhile." >&2
-	@exit 1
+# The disaster-recovery drill on the lab (demo/drill.py): configure backups, deploy apps, gate, back up,
+# wipe the cluster, restore it, verify the data. DEMO_METHOD=volumes|system_backup|auto (default auto).
+DEMO_METHOD ?= auto
+demo: all ## The full disaster-recovery drill on the lab, as a story (DEMO_METHOD=auto|volumes|system_backup)
+	$(VPY) -m demo.drill --method $(DEMO_METHOD)
 
 # Connection as for configure-backups: K8S_AUTH_KUBECONFIG / K8S_AUTH_CONTEXT from the environment, or
 #   make backup-now EXTRA_VARS='longhorn_dr_kubeconfig=~/.kube/config backup_now_backup_mode=full'
