@@ -690,8 +690,10 @@ def restore_app_plan(claims, namespace, pvcs=None, pvs=None, volumes=None, backu
             pv = by_pv.get(pv_name) if pv_name else None
             csi = ((pv or {}).get("spec") or {}).get("csi") or {}
             if pv is None or csi.get("driver") != LONGHORN_DRIVER:
-                errors.append("PVC %s is %s" % (key, "bound to PV %s, which is not a Longhorn volume" % pv_name if pv is not None
-                                                  else "not bound to a PV (phase %s)" % ((pvc.get("status") or {}).get("phase") or "unknown")))
+                if pv is not None:
+                    errors.append("PVC %s is bound to PV %s, which is not a Longhorn volume" % (key, pv_name))
+                else:
+                    errors.append("PVC %s is not bound to a PV (phase %s)" % (key, (pvc.get("status") or {}).get("phase") or "unknown"))
                 continue
             entry.update(current_pv=pv_name, current_volume=csi.get("volumeHandle"),
                          pv_reclaim_policy=(pv.get("spec") or {}).get("persistentVolumeReclaimPolicy") or "Retain",

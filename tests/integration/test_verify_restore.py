@@ -51,7 +51,11 @@ def replace_pod(lab):
     """Delete the app's pod, as a restore does; its ReplicaSet starts one with another name."""
     old = app_pod(lab)
     lab.store.delete('pods', NS, old)
-    return _wait(lambda: (lambda new: new if new and new != old else None)(app_pod(lab)), what='a replacement pod')
+
+    def replaced():
+        new = app_pod(lab)
+        return new if new and new != old else None
+    return _wait(replaced, what='a replacement pod')
 
 
 def set_rows(lab, volume, rows):

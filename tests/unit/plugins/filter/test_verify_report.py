@@ -117,8 +117,8 @@ def test_plan_merges_manifest_and_expected_claims_and_filters_namespaces():
                              {"volume": "pvc-b", "pvc_namespace": "db", "pvc_name": "b"},
                              {"volume": "pvc-free", "pvc_namespace": None, "pvc_name": None}],
                     baselines=[baseline(), baseline(name="db-rows", namespace="db")])
-    plan = vr.verify_restore_plan(data, namespaces=["apps"], expected_pvcs=[{"namespace": "apps", "name": "a", "volume": "a-r1"},
-                                                                          {"namespace": "apps", "name": "c"}])
+    expected = [{"namespace": "apps", "name": "a", "volume": "a-r1"}, {"namespace": "apps", "name": "c"}]
+    plan = vr.verify_restore_plan(data, namespaces=["apps"], expected_pvcs=expected)
     assert plan["expected_pvcs"] == [{"namespace": "apps", "name": "a", "volume": "a-r1", "source": "expected"},
                                      {"namespace": "apps", "name": "c", "volume": None, "source": "expected"}]
     assert [c["name"] for c in plan["checks"]] == ["app-rows"] and plan["namespaces_to_list"] == ["apps"]
@@ -379,8 +379,8 @@ def test_resume_after_the_claim_was_deleted():
 def test_workloads_found_by_claim_template_or_named():
     plan = vr.restore_app_plan(["pgdata-db-1"], "apps", now=NOW, **cluster(pvcs=[pvc("pgdata-db-1", "pv-old")]))
     assert [(w["kind"], w["name"], w["replicas"]) for w in plan["workloads"]] == [("StatefulSet", "db", 2)]
-    plan = vr.restore_app_plan(["app-data"], "apps", now=NOW, explicit_workloads=[{"kind": "Deployment", "name": "other"},
-                                                                              {"kind": "StatefulSet", "name": "ghost"}], **cluster())
+    named = [{"kind": "Deployment", "name": "other"}, {"kind": "StatefulSet", "name": "ghost"}]
+    plan = vr.restore_app_plan(["app-data"], "apps", now=NOW, explicit_workloads=named, **cluster())
     assert [w["name"] for w in plan["workloads"]] == ["other"] and plan["errors"] == ["StatefulSet apps/ghost does not exist"]
 
 
