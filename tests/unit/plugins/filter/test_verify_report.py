@@ -401,3 +401,10 @@ def test_comma_separated_strings_are_lists():
     assert [c["pvc_name"] for c in plan["claims"]] == ["app-data"]
     data = manifest(volumes=[{"volume": "v", "pvc_namespace": "apps", "pvc_name": "a"}, {"volume": "w", "pvc_namespace": "db", "pvc_name": "b"}])
     assert [c["name"] for c in vr.verify_restore_plan(data, namespaces="db")["expected_pvcs"]] == ["b"]
+
+
+def test_a_label_selector_recorded_with_the_baseline_is_used():
+    # The cluster_state role does not record it yet; a manifest that has it needs no pod-name heuristics.
+    data = manifest(baselines=[baseline(pod_name="gone-abc", label_selector="app=db")])
+    plan = vr.verify_restore_plan(data, pods=[pod("db-7", labels={"app": "db"}), pod("gone-abd")])
+    assert (plan["checks"][0]["target_pod"], plan["checks"][0]["found_by"]) == ("db-7", "label selector app=db")
