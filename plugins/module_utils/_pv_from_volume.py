@@ -129,3 +129,40 @@ def restore_pending(volume):
     if status.get("restoreRequired"):
         return "volume %s is still restoring (state %s)" % (volume["metadata"]["name"], status.get("state") or "unknown")
     return None
+
+
+def _parse_time(value):
+    import datetime
+    try:
+        return datetime.datetime.strptime((value or "")[:19], "%Y-%m-%dT%H:%M:%S")
+    except ValueError:
+        return None
+
+
+def replace_refusal(fresh_volume, restored_volume, backups):
+    """Why a claim bound to ``fresh_volume`` may not be replaced by one on ``restored_volume``, or None.
+
+    The emptiness check comes later, once the fresh volume is detached and its actualSize is final.
+    """
+    from ansible_collections.homelab.longhorn_dr.plugins.module_utils._volume_restore import restored_from
+    if fresh_volume is None:
+        return "the claim's PV is not a Longhorn volume of this cluster"
+    name = fresh_volume["metadata"]["name"]
+    if (fresh_volume.get("status") or {}).get("lastBackup"):
+        return "volume %s has a backup of its own, so it holds data someone meant to keep" % name
+    origin = restored_from(restored_volume)
+    backup = backups.get(origin[0]) if origin else None
+    taken = _parse_time(((backup or {}).get("status") or {}).get("snapshotCreatedAt") or ((backup or {}).get("status") or {}).get("backupCreatedAt"))
+    if taken is None:
+        return "the time of the backup volume %s was restored from is unknown" % restored_volume["metadata"]["name"]
+    created = _parse_time(fresh_volume["metadata"].get("creationTimestamp"))
+    if created is None or created <= taken:
+        return "volume %s was created %s, not after the backup was taken (%s)" % (
+            name, fresh_volume["metadata"].get("creationTimestamp") or "at an unknown time", taken.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    return None
+
+
+def claim_users(pods, claim_name):
+    """Pods that mount the claim."""
+    return [p for p in pods if any(((v.get("persistentVolumeClaim") or {}).get("claimName") == claim_name)
+                                   for v in (p.get("spec") or {}).get("volumes") or [])]

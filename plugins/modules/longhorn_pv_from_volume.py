@@ -19,7 +19,7 @@ description:
     from the backup), from the cluster-state manifest that M(homelab.longhorn_dr.longhorn_cluster_state) exported,
     or from O(mapping).
   - A claim bound to another volume, or a PV of the same name for another volume, is a conflict that is reported,
-    never changed.
+    never changed, unless O(replace_empty=true) applies.
   - Volumes that are still restoring are not touched.
 author:
   - homelab.longhorn_dr contributors (@homelab)
@@ -87,6 +87,23 @@ options:
     description: Create missing claim namespaces. Without it, a missing namespace fails that volume.
     type: bool
     default: false
+  replace_empty:
+    description:
+      - For the case where GitOps redeployed the apps before the restore, so that dynamic provisioning bound the
+        original claim names to fresh, empty volumes.
+      - Scales the workloads that mount such a claim to zero and waits until the fresh volume is detached. Then, only
+        when that volume was created after the restored backup was taken and holds at most O(replace_empty_max_bytes)
+        of data, sets its PV to C(Retain) (so nothing is deleted), deletes the claim and its PV object, creates the
+        claim again on the restored volume, and scales the workloads back. The fresh volume is kept and reported.
+      - When a check fails, the claim is left as it is, the workloads are scaled back, and the volume fails with the reason.
+    type: bool
+    default: false
+  replace_empty_max_bytes:
+    description:
+      - The most data (Longhorn's C(status.actualSize), read once the volume is detached) a fresh volume may hold and
+        still count as empty. A formatted, unused filesystem takes some space; raise this to allow for it.
+    type: int
+    default: 0
   namespace:
     description: Namespace of the Longhorn custom resources.
     type: str
@@ -171,6 +188,23 @@ volumes:
       description: Why the volume failed; null otherwise.
       type: str
       sample: null
+    replaced:
+      description: With O(replace_empty), the claim that was replaced, else null.
+      type: dict
+      contains:
+        old_pv:
+          description: The PV the claim was bound to.
+          type: str
+        old_volume:
+          description: The fresh Longhorn volume behind it, which is kept.
+          type: str
+        old_volume_bytes:
+          description: Its C(actualSize) when it was checked.
+          type: int
+        workloads:
+          description: Workloads scaled to zero and back, as C(Kind/name=replicas).
+          type: list
+          elements: str
 failed_volumes:
   description: Names of the volumes that failed.
   returned: always
@@ -207,11 +241,13 @@ from ansible_collections.homelab.longhorn_dr.plugins.module_utils._longhorn impo
 from ansible_collections.homelab.longhorn_dr.plugins.module_utils._pv_from_volume import (
     STATIC_STORAGE_CLASS,
     claim_for,
+    claim_users,
     load_manifest,
     pv_body,
     pv_conflict,
     pvc_body,
     pvc_conflict,
+    replace_refusal,
     restore_pending,
     storage_class_for,
 )
@@ -231,6 +267,8 @@ def argument_spec():
         storage_class=dict(type="str", default=STATIC_STORAGE_CLASS),
         fs_type=dict(type="str", default="ext4"),
         create_namespaces=dict(type="bool", default=False),
+        replace_empty=dict(type="bool", default=False),
+        replace_empty_max_bytes=dict(type="int", default=0),
         namespace=dict(type="str", default=DEFAULT_NAMESPACE),
         wait=dict(type="bool", default=True),
         wait_timeout=dict(type="int", default=300),
@@ -254,7 +292,7 @@ def read_manifest(path):
 
 def entry_for(name):
     return {"volume": name, "pv_name": None, "pvc_namespace": None, "pvc_name": None, "source": None, "storage_class": None,
-            "state": "Planned", "error": None}
+            "state": "Planned", "error": None, "replaced": None}
 
 
 def plan(params, access):
@@ -268,8 +306,10 @@ def plan(params, access):
     claims = {(c["metadata"]["namespace"], c["metadata"]["name"]): c for c in access.list("PersistentVolumeClaim", "v1")}
     classes = {original_volume_name(bv): (bv.get("status") or {}).get("storageClassName")
                for bv in access.list("BackupVolume", API_VERSION, namespace=params["namespace"])}
+    backups = {b["metadata"]["name"]: b for b in access.list("Backup", API_VERSION, namespace=params["namespace"])} if params["replace_empty"] else {}
     names = params["volumes"] if params["volumes"] else sorted(name for name in volumes if name not in handled)
     entries, work = {}, {}
+    replacements = {}
     for name in sorted(set(names)):
         entry = entries[name] = entry_for(name)
         volume = volumes.get(name)
@@ -297,16 +337,109 @@ def plan(params, access):
             if problem and (claim.get("spec") or {}).get("volumeName") in pvs:
                 other = ((pvs[claim["spec"]["volumeName"]].get("spec") or {}).get("csi") or {}).get("volumeHandle")
                 problem += " (volume %s, not volume %s)" % (other, name)
+        replacing = False
+        if problem and params["replace_empty"] and claim is not None and (claim.get("spec") or {}).get("volumeName") in pvs:
+            fresh_pv = pvs[claim["spec"]["volumeName"]]
+            fresh_volume = volumes.get(((fresh_pv.get("spec") or {}).get("csi") or {}).get("volumeHandle"))
+            refusal = replace_refusal(fresh_volume, volume, backups)
+            if refusal:
+                problem += "; replace_empty refused: %s" % refusal
+            else:
+                replacements[name] = {"claim": claim, "pv": fresh_pv, "volume": fresh_volume}
+                problem, replacing = None, True
         if problem:
             entry.update(state="Failed", error=problem)
             continue
         pv = None if existing_pv else pv_body(volume, pv_name, storage_class, params["fs_type"], namespace, claim_name)
-        pvc = None if claim else pvc_body(volume, pv_name, storage_class, namespace, claim_name)
+        pvc = None if claim and not replacing else pvc_body(volume, pv_name, storage_class, namespace, claim_name)
         if pv is None and pvc is None:
             entry["state"] = "Bound" if (claim.get("status") or {}).get("phase") == "Bound" else "Pending"
             continue
         work[name] = (pv, pvc)
-    return entries, work
+    return entries, work, replacements
+
+
+def owners(access, namespace, pods):
+    """The Deployments and StatefulSets behind ``pods``, as {(kind, name): replicas}."""
+    found = {}
+    for pod in pods:
+        for ref in pod["metadata"].get("ownerReferences") or []:
+            kind, name = ref.get("kind"), ref.get("name")
+            if kind == "ReplicaSet":
+                replica_set = access.get("ReplicaSet", "apps/v1", name, namespace=namespace) or {}
+                parents = [r for r in replica_set.get("metadata", {}).get("ownerReferences") or [] if r.get("kind") == "Deployment"]
+                if not parents:
+                    raise LonghornError("pod %s/%s belongs to ReplicaSet %s without a Deployment; scale it down by hand"
+                                        % (namespace, pod["metadata"]["name"], name))
+                kind, name = "Deployment", parents[0]["name"]
+            elif kind != "StatefulSet":
+                raise LonghornError("pod %s/%s belongs to %s %s, which replace_empty cannot scale; scale it down by hand"
+                                    % (namespace, pod["metadata"]["name"], kind, name))
+            if (kind, name) not in found:
+                workload = access.get(kind, "apps/v1", name, namespace=namespace) or {}
+                found[(kind, name)] = (workload.get("spec") or {}).get("replicas", 1)
+    return found
+
+
+def scale(access, namespace, workloads, replicas=None):
+    for (kind, name), original in sorted(workloads.items()):
+        access.merge_patch(kind, "apps/v1", name, {"spec": {"replicas": original if replicas is None else replicas}}, namespace=namespace)
+
+
+def wait_detached(module, access, volume_name, clock=time.monotonic, sleep=time.sleep):
+    params = module.params
+    deadline = clock() + params["wait_timeout"]
+    while True:
+        volume = access.get("Volume", API_VERSION, volume_name, namespace=params["namespace"]) or {}
+        if (volume.get("status") or {}).get("state") == "detached":
+            return volume
+        if clock() >= deadline:
+            raise LonghornError("volume %s did not detach within %ss after its workloads were scaled to zero" % (volume_name, params["wait_timeout"]))
+        sleep(params["wait_sleep"])
+
+
+def wait_gone(module, access, kind, name, namespace=None, clock=time.monotonic, sleep=time.sleep):
+    deadline = clock() + module.params["wait_timeout"]
+    while access.get(kind, "v1", name, namespace=namespace) is not None:
+        if clock() >= deadline:
+            raise LonghornError("%s %s was not deleted within %ss" % (kind, name, module.params["wait_timeout"]))
+        sleep(module.params["wait_sleep"])
+
+
+def replace_claims(module, access, entries, work, replacements):
+    """replace_empty: swap claims bound to fresh, empty volumes; returns the workloads to scale back per namespace."""
+    scaled_back_later = []
+    for name, found in sorted(replacements.items()):
+        entry = entries[name]
+        namespace, claim_name = entry["pvc_namespace"], entry["pvc_name"]
+        pods = claim_users(access.list("Pod", "v1", namespace=namespace), claim_name)
+        workloads = owners(access, namespace, pods)
+        record = {"old_pv": found["pv"]["metadata"]["name"], "old_volume": found["volume"]["metadata"]["name"],
+                  "old_volume_bytes": (found["volume"].get("status") or {}).get("actualSize"),
+                  "workloads": ["%s/%s=%s" % (kind, workload, replicas) for (kind, workload), replicas in sorted(workloads.items())]}
+        entry["replaced"] = record
+        if module.check_mode:
+            continue
+        scale(access, namespace, workloads, replicas=0)
+        entry["wrote"] = True
+        fresh = wait_detached(module, access, record["old_volume"])
+        used = int((fresh.get("status") or {}).get("actualSize") or 0)
+        record["old_volume_bytes"] = used
+        if used > module.params["replace_empty_max_bytes"]:
+            scale(access, namespace, workloads)
+            entry.update(state="Failed", replaced=None, error="PVC %s/%s is bound to volume %s, which holds %d bytes of data (more than "
+                         "replace_empty_max_bytes=%d); it was left as it is" % (namespace, claim_name, record["old_volume"], used,
+                                                                                 module.params["replace_empty_max_bytes"]))
+            del work[name]
+            continue
+        # Retain first, so that deleting the claim never deletes the fresh volume.
+        if (found["pv"].get("spec") or {}).get("persistentVolumeReclaimPolicy") != "Retain":
+            access.merge_patch("PersistentVolume", "v1", record["old_pv"], {"spec": {"persistentVolumeReclaimPolicy": "Retain"}})
+        access.delete("PersistentVolumeClaim", "v1", claim_name, namespace=namespace)
+        wait_gone(module, access, "PersistentVolumeClaim", claim_name, namespace=namespace)
+        access.delete("PersistentVolume", "v1", record["old_pv"])
+        scaled_back_later.append((namespace, workloads))
+    return scaled_back_later
 
 
 def ensure_namespaces(module, access, entries, work):
@@ -330,8 +463,9 @@ def create_all(module, access, entries, work, new_namespaces):
             if pv is not None:
                 access.create("PersistentVolume", "v1", pv)
                 entries[name]["wrote"] = True
-            # A dry run cannot create a claim in a namespace that was itself only a dry run.
-            if pvc is not None and not (module.check_mode and pvc["metadata"]["namespace"] in new_namespaces):
+            # A dry run cannot create a claim in a namespace that was itself only a dry run, nor one that
+            # replace_empty would delete first.
+            if pvc is not None and not (module.check_mode and (pvc["metadata"]["namespace"] in new_namespaces or entries[name]["replaced"])):
                 access.create("PersistentVolumeClaim", "v1", pvc, namespace=pvc["metadata"]["namespace"])
                 entries[name]["wrote"] = True
         except LonghornError as exc:
@@ -360,11 +494,14 @@ def main():
     started = time.monotonic()
     try:
         access = K8sAccess(module)
-        entries, work = plan(module.params, access)
+        entries, work, replacements = plan(module.params, access)
+        scale_back = replace_claims(module, access, entries, work, replacements)
         created_namespaces = ensure_namespaces(module, access, entries, work)
         create_all(module, access, entries, work, created_namespaces)
         if module.params["wait"] and not module.check_mode:
             wait_bound(module, access, entries)
+        for namespace, workloads in scale_back:
+            scale(access, namespace, workloads)
     except LonghornError as exc:
         module.fail_json(msg=str(exc), duration=round(time.monotonic() - started, 3), **exc.details)
     volumes = [entries[name] for name in sorted(entries)]

@@ -7,6 +7,8 @@ CHECK -> apply), and a claim that GitOps recreated on a fresh volume is a confli
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from tests.integration.test_longhorn_volume_restore import NS, _backed_up_then_wiped, _wait
@@ -63,24 +65,61 @@ def test_claims_come_back_under_their_original_names(lab, run_playbook):
               f'volume {volume} to know its PV')
 
 
-def test_a_claim_bound_to_a_fresh_volume_is_a_conflict(lab, run_playbook):
-    volumes, _backups = _backed_up_then_wiped(lab, run_playbook, ('app-data', 'db-data'))
-    # GitOps redeployed the app before the restore: dynamic provisioning made a fresh, empty volume for db-data.
+def _gitops_app(lab, claim):
+    """What GitOps does before the restore: the claim (dynamically provisioned) and a Deployment that mounts it."""
     lab.store.create('persistentvolumeclaims', {
-        'apiVersion': 'v1', 'kind': 'PersistentVolumeClaim', 'metadata': {'name': 'db-data', 'namespace': 'apps'},
+        'apiVersion': 'v1', 'kind': 'PersistentVolumeClaim', 'metadata': {'name': claim, 'namespace': 'apps'},
         'spec': {'accessModes': ['ReadWriteOnce'], 'storageClassName': 'longhorn', 'resources': {'requests': {'storage': '64Mi'}}}},
         namespace='apps')
-    fresh = _wait(lambda: lab.store.get('persistentvolumeclaims', 'apps', 'db-data')['spec'].get('volumeName'), 'the fresh claim to bind')
+    lab.store.create('deployments', {
+        'apiVersion': 'apps/v1', 'kind': 'Deployment', 'metadata': {'name': claim, 'namespace': 'apps'},
+        'spec': {'replicas': 1, 'selector': {'matchLabels': {'app': claim}},
+                 'template': {'metadata': {'labels': {'app': claim}},
+                              'spec': {'containers': [{'name': 'app', 'image': 'python:3.11-slim',
+                                                       'volumeMounts': [{'name': 'data', 'mountPath': '/data'}]}],
+                                       'volumes': [{'name': 'data', 'persistentVolumeClaim': {'claimName': claim}}]}}}},
+        namespace='apps')
+    fresh = _wait(lambda: lab.store.get('persistentvolumeclaims', 'apps', claim)['spec'].get('volumeName'), f'claim {claim} to bind')
+    _wait(lambda: (lab.store.get('deployments', 'apps', claim).get('status') or {}).get('readyReplicas') == 1, f'deployment {claim}')
+    return fresh
+
+
+def test_a_claim_bound_to_a_fresh_volume_is_a_conflict_and_replace_empty_swaps_only_empty_ones(lab, run_playbook):
+    volumes, _backups = _backed_up_then_wiped(lab, run_playbook, ('app-data', 'db-data'))
+    # GitOps redeployed both apps before the restore: dynamic provisioning made fresh volumes for both claims.
+    fresh_db = _gitops_app(lab, 'db-data')
+    fresh_app = _gitops_app(lab, 'app-data')
+    # The app already wrote to its fresh volume: that data must never be replaced.
+    with open(os.path.join(lab.ctx.volume_data_dir(fresh_app), 'new.txt'), 'w', encoding='utf-8') as handle:
+        handle.write('written after the rebuild\n')
     _restore_all(run_playbook)
 
     mark = lab.audit_mark()
     result = run_playbook('longhorn_pv_from_volume.yml', extra_vars={'pv_volumes': sorted(volumes.values())})
     assert result.rc != 0, str(result)
     task = result.task_result(TASK)
-    states = {e['volume']: e['state'] for e in task['volumes']}
-    assert states == {volumes['app-data']: 'Created', volumes['db-data']: 'Failed'}, task
+    assert {e['volume']: e['state'] for e in task['volumes']} == {volumes['app-data']: 'Failed', volumes['db-data']: 'Failed'}, task
     error = next(e['error'] for e in task['volumes'] if e['volume'] == volumes['db-data'])
-    assert f'PVC apps/db-data is bound to PV {fresh}' in error and f'volume {volumes["db-data"]}' in error, error
-    assert lab.store.get('persistentvolumeclaims', 'apps', 'db-data')['spec']['volumeName'] == fresh, 'the conflicting claim was touched'
-    assert not [w for w in lab.writes_since(mark) if w['path'].endswith('/persistentvolumeclaims/db-data')]
-    assert lab.store.try_get('persistentvolumes', None, volumes['db-data']) is None
+    assert f'PVC apps/db-data is bound to PV {fresh_db}' in error and f'volume {volumes["db-data"]}' in error, error
+    assert lab.writes_since(mark) == [], 'a conflict must not change anything'
+
+    checked = run_playbook('longhorn_pv_from_volume.yml', check=True, extra_vars={'pv_volumes': sorted(volumes.values()), 'pv_replace_empty': True})
+    assert lab.writes_since(mark) == [], 'check mode wrote to the cluster'
+    planned = {e['volume']: e for e in checked.task_result(TASK)['volumes']}
+    assert planned[volumes['db-data']]['replaced']['old_volume'] == fresh_db
+    assert planned[volumes['db-data']]['replaced']['workloads'] == ['Deployment/db-data=1']
+
+    replaced = run_playbook('longhorn_pv_from_volume.yml', extra_vars={'pv_volumes': sorted(volumes.values()), 'pv_replace_empty': True})
+    assert replaced.rc != 0, 'the claim on a volume with data is still a failure'
+    task = {e['volume']: e for e in replaced.task_result(TASK)['volumes']}
+    db, app = task[volumes['db-data']], task[volumes['app-data']]
+    assert db['state'] == 'Created' and db['replaced']['old_volume'] == fresh_db and db['replaced']['old_volume_bytes'] == 0, db
+    assert app['state'] == 'Failed' and 'holds 26 bytes of data' in app['error'] and app['replaced'] is None, app
+    # db-data now holds the restored volume, its app runs again, and the fresh volume is kept (Retain).
+    assert lab.store.get('persistentvolumeclaims', 'apps', 'db-data')['spec']['volumeName'] == volumes['db-data']
+    _wait(lambda: (lab.store.get('deployments', 'apps', 'db-data').get('status') or {}).get('readyReplicas') == 1, 'db-data to run again')
+    assert lab.store.try_get('volumes', NS, fresh_db) is not None
+    # app-data was left as it was: same claim, same volume, its Deployment scaled back.
+    assert lab.store.get('persistentvolumeclaims', 'apps', 'app-data')['spec']['volumeName'] == fresh_app
+    assert lab.store.get('deployments', 'apps', 'app-data')['spec']['replicas'] == 1
+    assert lab.store.try_get('persistentvolumes', None, volumes['app-data']) is None

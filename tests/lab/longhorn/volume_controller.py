@@ -25,6 +25,7 @@ import copy
 import datetime
 import json
 import logging
+import os
 import shutil
 import threading
 import time
@@ -556,7 +557,13 @@ class VolumeController(Controller):
                 self._sync_ticket_statuses(name, tickets, None)
                 return self._step or 0.0
             if state == "detaching":
-                self._modify_status(name, uid, self._to_detached)
+                used = self._used_bytes(name)
+
+                def _detached(status):
+                    self._to_detached(status)
+                    if used is not None:
+                        status["actualSize"] = used
+                self._modify_status(name, uid, _detached)
                 self._sync_ticket_statuses(name, tickets, None)
                 return None
             self._sync_ticket_statuses(name, tickets, None)
@@ -590,6 +597,21 @@ class VolumeController(Controller):
             with self._restores_lock:
                 self._standby_restored.discard(uid)
         return None
+
+    def _used_bytes(self, name):
+        """Bytes the volume's data occupies, for status.actualSize (ref §1.5 lists the field; the engine reports the
+        space its data uses). The lab measures the files on the volume when it detaches, after the data is flushed."""
+        path = self.ctx.volume_data_dir(name)
+        if not os.path.isdir(path):
+            return None
+        total = 0
+        for root, _dirs, files in os.walk(path):
+            for file_name in files:
+                try:
+                    total += os.lstat(os.path.join(root, file_name)).st_size
+                except OSError:
+                    pass
+        return total
 
     def _sync_ticket_statuses(self, name, tickets, volume):
         """attachmentTicketStatuses as the VolumeAttachment controller reports them."""

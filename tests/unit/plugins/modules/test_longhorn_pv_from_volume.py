@@ -62,14 +62,16 @@ class FakeAccess:
 class FakeModule:
     def __init__(self, check_mode=False, **params):
         self.params = dict(volumes=None, cluster_state_manifest=None, mapping=None, storage_class="longhorn-static", fs_type="ext4",
-                           create_namespaces=False, namespace=NS, wait=False, wait_timeout=10, wait_sleep=1)
+                           create_namespaces=False, replace_empty=False, replace_empty_max_bytes=0, namespace=NS, wait=False,
+                           wait_timeout=10, wait_sleep=1)
         self.params.update(params)
         self.check_mode = check_mode
 
 
 def _run(access, **params):
     module = FakeModule(check_mode=access.check_mode, **params)
-    entries, work = module_under_test.plan(module.params, access)
+    entries, work, replacements = module_under_test.plan(module.params, access)
+    module_under_test.replace_claims(module, access, entries, work, replacements)
     created_namespaces = module_under_test.ensure_namespaces(module, access, entries, work)
     module_under_test.create_all(module, access, entries, work, created_namespaces)
     return entries, work, created_namespaces
@@ -159,3 +161,42 @@ def test_bad_manifest_is_a_clear_error(tmp_path, text, message):
         module_under_test.read_manifest(str(path))
     with pytest.raises(LonghornError, match="Cannot read cluster_state_manifest"):
         module_under_test.read_manifest(str(tmp_path / "missing.json"))
+
+
+# ---- replace_empty -------------------------------------------------------------------------------
+
+
+def _fresh(created="2026-01-02T00:00:00Z", last_backup=None):
+    return {"metadata": {"name": "pvc-fresh", "creationTimestamp": created}, "status": {"lastBackup": last_backup, "actualSize": 0}}
+
+
+RESTORED = {"metadata": {"name": "vol-a", "annotations": {"longhorn-dr.homelab/restored-from": "s3://b@r/?backup=backup-1&volume=vol-a"}}}
+BACKUPS = {"backup-1": {"status": {"snapshotCreatedAt": "2026-01-01T00:00:00Z"}}}
+
+
+@pytest.mark.parametrize("fresh, backups, reason", [
+    (_fresh(), BACKUPS, None),
+    (_fresh(created="2025-12-31T00:00:00Z"), BACKUPS, "was created 2025-12-31T00:00:00Z, not after the backup was taken (2026-01-01T00:00:00Z)"),
+    (_fresh(last_backup="backup-9"), BACKUPS, "has a backup of its own"),
+    (_fresh(), {}, "the time of the backup volume vol-a was restored from is unknown"),
+    (None, BACKUPS, "not a Longhorn volume of this cluster"),
+])
+def test_replace_refusal(fresh, backups, reason):
+    refusal = pvv.replace_refusal(fresh, RESTORED, backups)
+    assert (refusal is None) if reason is None else (reason in refusal), refusal
+
+
+def test_claim_users_finds_the_pods_that_mount_the_claim():
+    pods = [{"metadata": {"name": "a"}, "spec": {"volumes": [{"name": "d", "persistentVolumeClaim": {"claimName": "data"}}]}},
+            {"metadata": {"name": "b"}, "spec": {"volumes": [{"name": "c", "configMap": {"name": "x"}}]}}]
+    assert [p["metadata"]["name"] for p in pvv.claim_users(pods, "data")] == ["a"]
+
+
+def test_plan_refuses_replacement_of_a_claim_on_an_old_volume():
+    fresh = dict(_fresh(created="2025-12-31T00:00:00Z"), spec={})
+    restored = dict(_volume("vol-a", ("apps", "data")), metadata=dict(RESTORED["metadata"]))
+    access = FakeAccess(volumes=[restored, fresh], pvs=[_pv("pvc-fresh", "pvc-fresh")], pvcs=[_pvc("apps", "data", "pvc-fresh")])
+    access.objects["Backup"] = [dict(BACKUPS["backup-1"], metadata={"name": "backup-1"})]
+    entries, work, _ns = _run(access, volumes=["vol-a"], replace_empty=True)
+    assert "replace_empty refused: volume pvc-fresh was created 2025-12-31T00:00:00Z" in entries["vol-a"]["error"]
+    assert work == {} and access.created == []
