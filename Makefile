@@ -154,6 +154,18 @@ preflight: all ## Fail closed unless every volume has a fresh backup, plus a sys
 restore-cluster: all ## Restore every Longhorn volume and its PV/PVC after a rebuild, from a plan printed first
 	ansible-playbook $(if $(INVENTORY),-i '$(INVENTORY)') $(if $(EXTRA_VARS),-e '$(EXTRA_VARS)') $(ANSIBLE_ARGS) homelab.longhorn_dr.restore_cluster
 
+# After restore-cluster and apps-deploy-all: claims bound, volumes healthy, workloads ready, baselines, e.g.
+#   make verify-cluster EXTRA_VARS='verify_restore_cluster_state_dir=./cluster-state'
+.PHONY: verify-cluster
+verify-cluster: all ## Verify a restore: claims, volume health, workloads, app checks against the baselines
+	ansible-playbook $(if $(INVENTORY),-i '$(INVENTORY)') $(if $(EXTRA_VARS),-e '$(EXTRA_VARS)') $(ANSIBLE_ARGS) homelab.longhorn_dr.verify_cluster
+
+# Single-app restore; deleting the claim needs restore_app_confirm_delete=true, e.g.
+#   make restore-app EXTRA_VARS='restore_app_namespace=shop restore_app_pvcs=[\"uploads\"] restore_app_confirm_delete=true'
+.PHONY: restore-app
+restore-app: all ## Restore one app's claims from the latest or a named backup (EXTRA_VARS=..., confirm to delete)
+	ansible-playbook $(if $(INVENTORY),-i '$(INVENTORY)') $(if $(EXTRA_VARS),-e '$(EXTRA_VARS)') $(ANSIBLE_ARGS) homelab.longhorn_dr.restore_app
+
 clean: ## Remove test output and staged copies (keeps .venv and .collections)
 	rm -rf $(BUILD) tests/output .pytest_cache homelab-longhorn_dr-*.tar.gz
 
