@@ -94,7 +94,7 @@ _value:
       type: list
       elements: str
     conflicts:
-      description: The entries in conflict, as C(namespace/name: reason).
+      description: The entries in conflict, as C(namespace/name) followed by the reason.
       type: list
       elements: str
     volumes:
