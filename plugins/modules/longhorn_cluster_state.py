@@ -24,7 +24,8 @@ description:
     C(creationTimestamp), C(generation), C(selfLink), C(ownerReferences), the C(kubectl.kubernetes.io/last-applied-configuration),
     C(longhorn.io/last-applied-configmap) and C(pv.kubernetes.io/bind-*) annotations are removed. The status is removed,
     except on volumes, which keep C(lastBackup), C(lastBackupAt), C(isStandby) and the PV/PVC names of C(kubernetesStatus).
-    Volumes lose C(spec.nodeID), C(spec.migrationNodeID) and C(spec.lastAttachedBy) (where they are attached now), PVs the C(uid) and C(resourceVersion) of their C(claimRef),
+    Volumes lose C(spec.nodeID), C(spec.migrationNodeID) and C(spec.lastAttachedBy) (where they are attached now),
+    PVs the C(uid) and C(resourceVersion) of their C(claimRef),
     BackupTargets their C(spec.syncRequestedAt), which Longhorn rewrites on every poll."
   - Secrets are never read. A BackupTarget only names its credential Secret.
   - C(manifest.json) is written last, so that it never names a file that is not there. It holds the format

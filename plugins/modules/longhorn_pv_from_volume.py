@@ -427,9 +427,9 @@ def replace_claims(module, access, entries, work, replacements):
         record["old_volume_bytes"] = used
         if used > module.params["replace_empty_max_bytes"]:
             scale(access, namespace, workloads)
+            limit = module.params["replace_empty_max_bytes"]
             entry.update(state="Failed", replaced=None, error="PVC %s/%s is bound to volume %s, which holds %d bytes of data (more than "
-                         "replace_empty_max_bytes=%d); it was left as it is" % (namespace, claim_name, record["old_volume"], used,
-                                                                                 module.params["replace_empty_max_bytes"]))
+                         "replace_empty_max_bytes=%d); it was left as it is" % (namespace, claim_name, record["old_volume"], used, limit))
             del work[name]
             continue
         # Retain first, so that deleting the claim never deletes the fresh volume.
