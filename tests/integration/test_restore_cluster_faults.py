@@ -1,0 +1,309 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, homelab.longhorn_dr contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""restore_cluster under faults (issue 4, required lab tests).
+
+- Interrupted restore: the playbook is killed (SIGKILL to its process group) once in phase 4, after
+  the first of three volumes is restored, and once in phase 5, after the first PV is created; a third
+  run completes with one Volume, one PV and one bound PVC per claim, nothing recreated, and the data.
+- S3 outage during the sync wait: the bucket stops serving backup configs right after the plan (so
+  the plan itself is fine): the role retries a bounded number of times, fails naming the missing
+  backups, and has restored nothing.
+- API 5xx/429 while the PVs and PVCs are created: refused requests are retried and the claims bind.
+- Partial failure: one volume's restore fails in Longhorn; the report names it, the other claims are
+  bound with their data, and the playbook fails at the end.
+
+Every run's output is scanned for the lab's credentials: the ``run_playbook`` runs by the harness, the
+killed runs here with the harness's scanner.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+
+import pytest
+
+from tests.integration.conftest import (
+    ANSIBLE_PLAYBOOK,
+    INVENTORY,
+    REPO_ROOT,
+    lab_credentials,
+    lab_extra_vars,
+    parse_callback_output,
+    playbook_environment,
+    resolve_playbook,
+    scan_for_credentials,
+)
+from tests.integration.test_restore_cluster import CLAIMS, ROLE, _backed_up_and_wiped, _data
+
+pytestmark = pytest.mark.integration
+
+NS = 'longhorn-system'
+APPS = 'apps'
+PLAYBOOK = 'restore_cluster_lab.yml'
+CREDENTIAL_SECRET = 'longhorn-backup-credentials'
+VOLUMES_KEY = ('longhorn.io', 'volumes')
+PVS_KEY = ('', 'persistentvolumes')
+SECRETS_KEY = ('', 'secrets')
+KILL_TIMEOUT = 240
+
+
+def _payload(claim):
+    return f'{claim} payload\n' * 1000
+
+
+def _volumes(lab):
+    items, _version = lab.store.list('volumes', NS)
+    return {v['metadata']['name']: v for v in items}
+
+
+def _pvs(lab):
+    items, _version = lab.store.list('persistentvolumes')
+    return {pv['metadata']['name']: pv for pv in items}
+
+
+def _claims(lab):
+    try:
+        items, _version = lab.store.list('persistentvolumeclaims', APPS)
+    except Exception:  # pylint: disable=broad-except
+        return {}
+    return {c['metadata']['name']: c for c in items}
+
+
+def _handle(pv):
+    return ((pv.get('spec') or {}).get('csi') or {}).get('volumeHandle')
+
+
+def _restored(volume):
+    return (volume.get('status') or {}).get('restoreRequired') is False
+
+
+class _Trigger:
+    """Runs ``action`` and sets ``fired`` on the ``count``-th committed store event that ``match(event)`` accepts.
+
+    Store listeners run under the store lock, right after the change is committed: whatever ``action`` does
+    (it must be quick and must not touch the store) happens before the store accepts the next change.
+    """
+
+    def __init__(self, lab, match, count=1, action=None):
+        self.match = match
+        self.count = count
+        self.action = action
+        self.seen = 0
+        self.fired = threading.Event()
+        lab.store.add_listener(self)
+
+    def __call__(self, event):
+        if self.fired.is_set() or not self.match(event):
+            return
+        self.seen += 1
+        if self.seen >= self.count:
+            if self.action is not None:
+                self.action()
+            self.fired.set()
+
+
+def _kill_group(pid):
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def _run_and_kill(lab, tmp_path, label, match, extra_vars, count=1):
+    """Start the restore playbook as the harness would; SIGKILL its process group at the ``count``-th matching store event.
+
+    The kill is sent from the store listener, so the playbook makes at most the one request it may
+    already have in flight after the event. Returns (stdout, stderr), already scanned for the lab's credentials.
+    """
+    tmp_dir = tmp_path / f'killed-{label}'
+    tmp_dir.mkdir()
+    vars_file = tmp_dir / 'extra-vars.json'
+    vars_file.touch(mode=0o600)
+    vars_file.write_text(json.dumps({**lab_extra_vars(lab), **extra_vars}), encoding='utf-8')
+    command = [str(ANSIBLE_PLAYBOOK), '-i', str(INVENTORY), '-e', f'@{vars_file}', '-vvv', resolve_playbook(PLAYBOOK)]
+    out_path, err_path = tmp_dir / 'stdout', tmp_dir / 'stderr'
+    trigger = _Trigger(lab, match, count=count)
+    with open(out_path, 'w', encoding='utf-8') as out, open(err_path, 'w', encoding='utf-8') as err:
+        # A session of its own: the kill reaches ansible-playbook, its workers and the running module.
+        proc = subprocess.Popen(command, cwd=REPO_ROOT, env=playbook_environment(tmp_dir), stdout=out, stderr=err,  # pylint: disable=consider-using-with
+                                start_new_session=True)
+        trigger.action = lambda: _kill_group(proc.pid)
+        try:
+            deadline = time.monotonic() + KILL_TIMEOUT
+            while not trigger.fired.wait(0.2):
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    break
+            proc.wait(timeout=30 if trigger.fired.is_set() else 0.1)
+        except subprocess.TimeoutExpired:
+            pass
+        finally:
+            trigger.action = None
+            if proc.poll() is None:
+                _kill_group(proc.pid)
+                proc.wait(timeout=30)
+    stdout, stderr = out_path.read_text(encoding='utf-8'), err_path.read_text(encoding='utf-8')
+    leaks = scan_for_credentials(stdout, stderr, lab_credentials(lab), parse_callback_output(stdout))
+    assert leaks == [], f'a credential of the lab appears in the output of the killed {label} run: {leaks}'
+    assert lab.secret_key not in stdout + stderr
+    assert trigger.fired.is_set(), \
+        f'the {label} run ended (rc={proc.returncode}) before it reached the point to interrupt:\n{stdout[-6000:]}\n{stderr[-3000:]}'
+    assert proc.returncode == -signal.SIGKILL, proc.returncode
+    return stdout, stderr
+
+
+def test_interrupted_restore_resumes_without_duplicates(lab, run_playbook, tmp_path):
+    volumes = _backed_up_and_wiped(lab, run_playbook)
+    names = sorted(volumes.values())
+    # About 2 s per volume (one 2 MiB block at 1 MB/s): a restore is still running when the run is killed.
+    lab.ctx.config.restore_speed_mbps = 1.0
+
+    # Run 1, killed in phase 4: one volume at a time, killed the moment the second Volume is created,
+    # i.e. after the first volume was restored (the module only starts the next one then).
+    _run_and_kill(lab, tmp_path, 'phase-4', lambda e: e.rtype_key == VOLUMES_KEY and e.type == 'ADDED',
+                  {'restore_cluster_method': 'volumes', 'restore_cluster_concurrency': 1}, count=2)
+    after_first = _volumes(lab)
+    assert sorted(after_first) == names[:2], sorted(after_first)
+    assert [n for n in names[:2] if _restored(after_first[n])] == names[:1], \
+        {n: (v.get('status') or {}).get('restoreRequired') for n, v in after_first.items()}
+    assert _pvs(lab) == {} and _claims(lab) == {}
+
+    # Run 2, killed in phase 5: the moment the first PV is created (its claim not yet there or not bound).
+    _run_and_kill(lab, tmp_path, 'phase-5', lambda e: e.rtype_key == PVS_KEY and e.type == 'ADDED', {'restore_cluster_method': 'volumes'})
+    after_second = _volumes(lab)
+    assert sorted(after_second) == names, sorted(after_second)
+    pvs_before = _pvs(lab)
+    claims_before = _claims(lab)
+    assert 1 <= len(pvs_before) < len(names), sorted(pvs_before)
+    assert len([c for c in claims_before.values() if (c.get('status') or {}).get('phase') == 'Bound']) < len(names)
+    kept = {('pv', n): pv['metadata']['uid'] for n, pv in pvs_before.items()}
+    kept.update({('pvc', n): c['metadata']['uid'] for n, c in claims_before.items()})
+    kept.update({('volume', n): v['metadata']['uid'] for n, v in after_second.items()})
+
+    # Run 3 completes.
+    mark = lab.audit_mark()
+    finished = run_playbook(PLAYBOOK, extra_vars={'restore_cluster_method': 'volumes'})
+    assert finished.rc == 0, str(finished)
+    report = finished.task_result(ROLE + 'Build the report')['ansible_facts']['restore_cluster_report']
+    assert report['failures'] == [], report
+    assert {v['pvc']: v['volume_state'] for v in report['volumes']} == {f'{APPS}/{c}': 'AlreadyRestored' for c in CLAIMS}, report
+    assert {v['claim_state'] for v in report['volumes']} <= {'Created', 'Bound', 'Pending'}, report
+
+    # Nothing duplicated: one Volume, one PV and one bound claim per backed-up claim, and nothing else.
+    final_volumes = _volumes(lab)
+    assert sorted(final_volumes) == names
+    pvs = _pvs(lab)
+    per_volume = collections.Counter(_handle(pv) for pv in pvs.values())
+    assert per_volume == collections.Counter(names), per_volume
+    claims = _claims(lab)
+    assert sorted(claims) == sorted(CLAIMS), sorted(claims)
+    for claim, volume in volumes.items():
+        pvc = claims[claim]
+        assert pvc['status']['phase'] == 'Bound', pvc
+        assert _handle(pvs[pvc['spec']['volumeName']]) == volume, (claim, pvc['spec']['volumeName'])
+        assert pvs[pvc['spec']['volumeName']]['status']['phase'] == 'Bound'
+        assert _data(lab, volume) == _payload(claim), f'{claim}: data of {volume} does not verify'
+
+    # Nothing clobbered: what the interrupted runs made is the same object (same uid), and the last run
+    # only created what was missing; it never deleted, replaced or patched a Volume, PV or PVC.
+    now = {('pv', n): pv['metadata']['uid'] for n, pv in pvs.items()}
+    now.update({('pvc', n): c['metadata']['uid'] for n, c in claims.items()})
+    now.update({('volume', n): v['metadata']['uid'] for n, v in final_volumes.items()})
+    assert {key: now.get(key) for key in kept} == kept
+    touched = [(e['verb'], e['path']) for e in lab.writes_since(mark)
+               if any(part in e['path'] for part in ('/persistentvolumes', '/persistentvolumeclaims', '/volumes'))]
+    assert all(verb == 'create' for verb, _path in touched), touched
+    assert len([p for v, p in touched if p.endswith('/persistentvolumes')]) == len(names) - len(pvs_before), touched
+    assert not [p for v, p in touched if p.endswith('/volumes')], touched
+    assert not finished.mentions(lab.secret_key)
+
+
+def test_s3_outage_during_sync_wait_fails_clearly_and_restores_nothing(lab, run_playbook):
+    _backed_up_and_wiped(lab, run_playbook)
+    # The outage starts when phase 1 writes the credential Secret, i.e. after the plan read the bucket:
+    # from then on the bucket cuts every request for a backup's config (the listings still answer, so
+    # the BackupTarget is available and synced, but Longhorn can never sync a Backup).
+    _Trigger(lab, lambda e: e.rtype_key == SECRETS_KEY and e.type == 'ADDED' and e.obj['metadata']['name'] == CREDENTIAL_SECRET,
+             action=lambda: lab.s3_fault('down', paths='backups/backup_'))
+    mark = lab.audit_mark()
+    sync_timeout = 20
+    started = time.monotonic()
+    failed = run_playbook(PLAYBOOK, extra_vars={'restore_cluster_method': 'volumes', 'restore_cluster_sync_timeout': sync_timeout})
+    elapsed = time.monotonic() - started
+    assert failed.rc != 0, str(failed)
+    assert lab.s3.faults.current['mode'] == 'down', 'the outage never started'
+
+    plan = failed.task_result(ROLE + 'Build the plan')['ansible_facts']['restore_cluster_plan']
+    assert plan['ok'] is True and len(plan['backups']) == len(CLAIMS), plan
+    waited = failed.task_result(ROLE + 'Wait until Longhorn has synced every planned backup')
+    # Bounded retries: it polled more than once, at most once per 5 s of the sync timeout, then gave up.
+    assert 1 < waited['attempts'] <= sync_timeout // 5 + 1, waited.get('attempts')
+    assert elapsed < sync_timeout + 90, elapsed
+    refused = failed.task_result(ROLE + 'Refuse to restore a subset when backups are missing')
+    assert refused.get('failed') is True, refused
+    assert f'within {sync_timeout}s' in refused['msg'] and 'nothing was restored' in refused['msg'], refused['msg']
+    for backup in plan['backups']:
+        assert backup in refused['msg'], (backup, refused['msg'])
+    assert failed.failures() == 1
+
+    # Nothing was restored: only the Secret and the BackupTarget were written.
+    assert _volumes(lab) == {} and _pvs(lab) == {} and _claims(lab) == {}
+    written = [(e['verb'], e['path']) for e in lab.writes_since(mark)]
+    assert written and all('/secrets' in path or '/backuptargets' in path for _verb, path in written), written
+    assert not failed.mentions(lab.secret_key)
+
+
+def test_api_faults_retried_and_partial_failure_reported(lab, run_playbook):
+    volumes = _backed_up_and_wiped(lab, run_playbook)
+    broken_claim = 'db-data'
+    broken = volumes[broken_claim]
+    healthy = {claim: volume for claim, volume in volumes.items() if claim != broken_claim}
+    lab.fail_restore(broken)
+    # The API server refuses the first PV creations (503) and the first PVC creations (429, Retry-After).
+    lab.api_fault(r'^/api/v1/persistentvolumes$', status=503, count=2, methods=['POST'])
+    lab.api_fault(rf'^/api/v1/namespaces/{APPS}/persistentvolumeclaims$', status=429, count=2, methods=['POST'])
+    mark = lab.audit_mark()
+    result = run_playbook(PLAYBOOK, extra_vars={'restore_cluster_method': 'volumes'})
+    assert result.rc != 0, str(result)
+    assert lab.faults.api_faults() == [], 'some injected API faults were never hit'
+
+    # The report names the failed claim and volume; the others are restored and their claims created.
+    report = result.task_result(ROLE + 'Build the report')['ansible_facts']['restore_cluster_report']
+    states = {v['pvc']: (v['volume_state'], v['claim_state']) for v in report['volumes']}
+    assert states == {**{f'{APPS}/{c}': ('Restored', 'Created') for c in healthy},
+                      f'{APPS}/{broken_claim}': ('Failed', 'not created')}, states
+    assert len(report['failures']) == 1, report['failures']
+    assert report['failures'][0].startswith(f'{APPS}/{broken_claim}: ') and broken in report['failures'][0], report['failures']
+    entry = next(v for v in report['volumes'] if v['pvc'] == f'{APPS}/{broken_claim}')
+    assert broken in (entry['error'] or '') and 'failed' in entry['error'], entry
+    final = result.task_result(ROLE + 'Fail when any volume or claim did not come back')
+    assert final.get('failed') is True and f'{APPS}/{broken_claim}' in final['msg'], final
+    assert result.failures() == 1, 'the playbook must fail once, at the end, not at the volume'
+    last = [t['task']['name'] for t in result.tasks()][-1]
+    assert last == ROLE + 'Fail when any volume or claim did not come back', last
+
+    # The others complete: bound, with their data; the failed volume has no PV and no claim.
+    claims = _claims(lab)
+    pvs = _pvs(lab)
+    assert sorted(claims) == sorted(healthy), sorted(claims)
+    for claim, volume in healthy.items():
+        assert claims[claim]['status']['phase'] == 'Bound', claims[claim]
+        assert _handle(pvs[claims[claim]['spec']['volumeName']]) == volume
+        assert _data(lab, volume) == _payload(claim)
+    assert sorted(_handle(pv) for pv in pvs.values()) == sorted(healthy.values())
+
+    # The refused requests are in the audit log, each followed by a successful retry.
+    entries = lab.audit_entries()[mark:]
+    pv_codes = [int(e['code']) for e in entries if e['method'] == 'POST' and e['path'] == '/api/v1/persistentvolumes' and not e['dryRun']]
+    pvc_codes = [int(e['code']) for e in entries
+                 if e['method'] == 'POST' and e['path'] == f'/api/v1/namespaces/{APPS}/persistentvolumeclaims' and not e['dryRun']]
+    assert pv_codes[:2] == [503, 503] and sorted(pv_codes[2:]) == [201] * len(healthy), pv_codes
+    assert pvc_codes[:2] == [429, 429] and sorted(pvc_codes[2:]) == [201] * len(healthy), pvc_codes
+    assert not result.mentions(lab.secret_key)
