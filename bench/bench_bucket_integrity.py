@@ -172,6 +172,9 @@ def main():
     parser.add_argument("--latency-ms", type=float, default=0.0,
                         help="delay every block GET by this much on the server (the lab's 'slow' fault), like a network "
                              "link where bandwidth, not the server's CPU, is the limit")
+    parser.add_argument("--link-gbps", type=float, default=0.0,
+                        help="put the server behind one shared link of this many Gbit/s (1 = a gigabit LAN to MinIO): "
+                             "raw and full then share the same bandwidth, as against a store on another machine")
     args = parser.parse_args()
 
     with S3Server() as server:
@@ -187,6 +190,8 @@ def main():
 
         if args.latency_ms:
             server.faults.set("slow", delay=args.latency_ms / 1000.0, paths="*.blk")
+        if args.link_gbps:
+            server.set_link(args.link_gbps * 1e9 / 8)
         raw_run(client, server.bucket, keys[:32], args.concurrency)  # warm up connections, untimed
         server_pid = server._proc.pid  # pylint: disable=protected-access
         raws, fulls, raw_cpu, full_cpu = [], [], [], []
@@ -201,6 +206,7 @@ def main():
             full_cpu.append((client_cpu, server_cpu))
         if args.latency_ms:
             server.faults.clear()
+        server.set_link(0)
         verify_seconds, plain_bytes = verify_cpu(client, server.bucket, keys)
 
     integrity = result["integrity"]
@@ -227,7 +233,7 @@ def main():
         "raw_get_server_ms": round(statistics.median(server for _client, server in raw_cpu) * 1000 / (stored / MIB), 2),
     }
     report = {
-        "volumes": args.volumes, "block_objects": len(keys), "latency_ms": args.latency_ms, "stored_mib": round(stored / MIB, 1),
+        "volumes": args.volumes, "block_objects": len(keys), "latency_ms": args.latency_ms, "link_gbps": args.link_gbps, "stored_mib": round(stored / MIB, 1),
         "concurrency": args.concurrency,
         "raw_seconds": raws, "full_seconds": fulls, "raw_mib_per_s": round(raw_mbps, 1), "full_mib_per_s": round(full_mbps, 1),
         "full_over_raw": round(full_mbps / raw_mbps, 3), "full_correct": checks,
@@ -240,8 +246,8 @@ def main():
     print("integrity=full, all in:  median %.2f s  %.1f MiB/s  %s" % (full, full_mbps, ["%.2f" % value for value in fulls]))
     print("CPU seconds (client, server) per run: raw %s, full %s" % (
         ["%.2f, %.2f" % pair for pair in raw_cpu], ["%.2f, %.2f" % pair for pair in full_cpu]))
-    print("load average: %.2f %.2f %.2f on %d CPUs; block GET latency added: %.0f ms"
-          % (os.getloadavg() + (os.cpu_count(), args.latency_ms)))
+    print("load average: %.2f %.2f %.2f on %d CPUs; block GET latency added: %.0f ms; link: %s"
+          % (os.getloadavg() + (os.cpu_count(), args.latency_ms, "%g Gbit/s" % args.link_gbps if args.link_gbps else "none (loopback)")))
     print("full / raw throughput = %.2f  (target >= 0.70); per raw/full pair: min %.2f, median %.2f, max %.2f"
           % (report["full_over_raw"], pairs[0], statistics.median(pairs), pairs[-1]))
     print("CPU ms per stored MiB: verification alone (decompress + SHA-512, one thread) %.2f; raw GET %.2f client + %.2f server"
@@ -250,7 +256,8 @@ def main():
           "%.2f s / %.2f s) %.2f" % (ceilings["saturated"], cpus, raw_floor, full_floor, ceilings["idle_cores"]))
     print("full result checks: %s" % ", ".join("%s=%s" % item for item in checks.items()))
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / ("bucket_integrity%s.json" % ("-latency" if args.latency_ms else ""))).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    suffix = ("-latency" if args.latency_ms else "") + ("-link" if args.link_gbps else "")
+    (RESULTS / ("bucket_integrity%s.json" % suffix)).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     return 0 if all(checks.values()) else 1
 
 

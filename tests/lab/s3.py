@@ -17,6 +17,10 @@ Fault injection (``S3Server.faults``) is a WSGI middleware in front of moto:
   connection are cut; ``clear()`` re-opens the same port. With ``paths`` only the matching
   requests are cut and the listener stays open.
 
+``set_link(bytes_per_second)`` puts the server behind a shared link of that bandwidth: every GET
+response is held until its bytes have "crossed" the link, one transfer after another, as on a real
+network to MinIO. Benchmarks use it; it costs the client no CPU.
+
 ``paths`` restricts a fault to requests whose object key (or, for a listing, the ``prefix``
 parameter) matches: a glob when it contains ``*?[``, a substring otherwise.
 """
@@ -185,6 +189,12 @@ class S3Server:
             raise S3LabError("lab S3 command %s failed: %s" % (cmd, reply["error"]))
         return reply
 
+    def set_link(self, bytes_per_second: float) -> None:
+        """Share one link of this bandwidth among all GET responses (0 removes the limit)."""
+        if bytes_per_second < 0:
+            raise ValueError("a link needs a bandwidth of 0 (unlimited) or more, got %r" % bytes_per_second)
+        self.command("link", bytes_per_second=float(bytes_per_second))
+
     def client(self, access_key=None, secret_key=None, endpoint=None, **kw):
         """A boto3 S3 client, path-style, with the lab credentials unless others are given."""
         import boto3  # pylint: disable=import-outside-toplevel
@@ -279,9 +289,10 @@ def _error_response(start_response, status, code, message, resource):
 class _FaultMiddleware:
     """Applies lab faults and MinIO-like answers moto does not give, then hands over to moto."""
 
-    def __init__(self, app, state):
+    def __init__(self, app, state, link=None):
         self.app = app
         self.state = state
+        self.link = link or _Link()
 
     def __call__(self, environ, start_response):
         path = environ.get("PATH_INFO", "/")
@@ -312,7 +323,32 @@ class _FaultMiddleware:
                         pass
                 # werkzeug treats this as a dropped connection and sends nothing.
                 raise ConnectionResetError("lab S3 fault: down")
-        return self.app(environ, start_response)
+        body = self.app(environ, start_response)
+        if environ.get("REQUEST_METHOD") == "GET" and self.link.limited:
+            body = [b"".join(body)]
+            self.link.cross(len(body[0]))
+        return body
+
+
+class _Link:
+    """A shared link: transfers queue for it, each taking size / bandwidth seconds."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.bytes_per_second = 0.0
+        self._free_at = 0.0
+
+    @property
+    def limited(self):
+        return self.bytes_per_second > 0
+
+    def cross(self, size):
+        with self._lock:
+            now = time.monotonic()
+            start = max(now, self._free_at)
+            self._free_at = start + size / self.bytes_per_second
+            done = self._free_at
+        time.sleep(max(0.0, done - time.monotonic()))
 
 
 class _Listener:
@@ -393,7 +429,8 @@ def _serve(config):
         settings.INITIAL_NO_AUTH_ACTION_COUNT = 0
         access_key, secret_key = _create_lab_user()
         state = _FaultState()
-        listener = _Listener(_FaultMiddleware(DomainDispatcherApplication(create_backend_app), state),
+        link = _Link()
+        listener = _Listener(_FaultMiddleware(DomainDispatcherApplication(create_backend_app), state, link),
                              config["host"], config["port"])
         listener.open()
         s3 = boto3.session.Session().client(
@@ -417,6 +454,10 @@ def _serve(config):
             command = json.loads(line)
             if command["cmd"] == "stop":
                 break
+            if command["cmd"] == "link":
+                link.bytes_per_second = float(command["bytes_per_second"])
+                reply(ok=True, port=listener.port)
+                continue
             if command["cmd"] != "fault":
                 raise ValueError("unknown command %r" % command["cmd"])
             fault = {key: command.get(key) for key in ("mode", "delay", "status", "paths", "code", "count")}

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import time
 import urllib.error
 import urllib.request
@@ -89,6 +90,25 @@ def test_slow_fault_delays_requests(server, s3):
     started = time.monotonic()
     s3.list_objects_v2(Bucket="lab-bucket")
     assert time.monotonic() - started < 0.4
+
+
+def test_a_link_is_shared_by_concurrent_gets(server, s3):
+    s3.put_object(Bucket="lab-bucket", Key="link/object", Body=b"x" * 1_000_000)
+    server.set_link(5_000_000)  # 5 MB/s: each 1 MB GET crosses the link in 0.2 s, one after another
+    try:
+        started = time.monotonic()
+        with concurrent.futures.ThreadPoolExecutor(max_workers=3) as pool:
+            sizes = list(pool.map(lambda _n: len(s3.get_object(Bucket="lab-bucket", Key="link/object")["Body"].read()), range(3)))
+        elapsed = time.monotonic() - started
+    finally:
+        server.set_link(0)
+    assert sizes == [1_000_000] * 3
+    assert elapsed >= 0.6, "three transfers shared the link: %.2fs" % elapsed
+    started = time.monotonic()
+    s3.get_object(Bucket="lab-bucket", Key="link/object")["Body"].read()
+    assert time.monotonic() - started < 0.2
+    with pytest.raises(ValueError, match="bandwidth of 0"):
+        server.set_link(-1)
 
 
 @pytest.mark.parametrize("status, code", [(503, "ServiceUnavailable"), (500, "InternalError")])
