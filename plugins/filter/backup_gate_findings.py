@@ -134,6 +134,7 @@ except ImportError:  # pragma: no cover - ansible-core is always there on a cont
     AnsibleFilterError = ValueError  # type: ignore[misc,assignment]
 
 from ansible_collections.homelab.longhorn_dr.plugins.module_utils._bucket_inventory import InvalidOption, parse_max_age
+from ansible_collections.homelab.longhorn_dr.plugins.module_utils._longhorn import parse_rfc3339
 
 CLUSTER_STATE_FORMAT = "homelab.longhorn_dr/cluster-state/v1"
 KNOWN_CLUSTER_STATE_FORMATS = (CLUSTER_STATE_FORMAT,)
@@ -148,24 +149,9 @@ def _utc(value):
     """An aware UTC datetime from a datetime or an RFC 3339 string; None when absent or unreadable."""
     if isinstance(value, datetime.datetime):
         return value if value.tzinfo else value.replace(tzinfo=datetime.timezone.utc)
-    if not isinstance(value, str) or not value.strip():
+    if not isinstance(value, str):
         return None
-    text = value.strip()
-    if text.endswith(("Z", "z")):
-        text = text[:-1] + "+00:00"
-    if "." in text:
-        head, _dot, rest = text.partition(".")
-        digits = ""
-        while rest and rest[0].isdigit():
-            digits, rest = digits + rest[0], rest[1:]
-        text = "%s.%s%s" % (head, (digits + "000000")[:6], rest)
-    try:
-        parsed = datetime.datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=datetime.timezone.utc)
-    return parsed.astimezone(datetime.timezone.utc)
+    return parse_rfc3339(value)
 
 
 def _iso(moment):

@@ -14,6 +14,7 @@ import binascii
 import datetime
 
 from ansible_collections.homelab.longhorn_dr.plugins.module_utils._longhorn import (
+    parse_rfc3339,
     format_duration,
     parse_duration,
 )
@@ -173,22 +174,7 @@ def configmap_backup_keys(configmap, yaml_load):
 
 def parse_time(text):
     """An RFC 3339 time (``2026-01-02T03:04:05Z``, fractions allowed) as an aware datetime, or None."""
-    if not text:
-        return None
-    value = str(text).strip().replace("Z", "+00:00")
-    if "." in value:
-        head, _dot, tail = value.partition(".")
-        digits = "".join(ch for ch in tail if ch.isdigit())
-        zone = tail[len(digits):]
-        value = "%s.%s%s" % (head, (digits + "000000")[:6], zone)
-    try:
-        parsed = datetime.datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=datetime.timezone.utc)
-    return parsed
-
+    return parse_rfc3339(text)
 
 def rfc3339(moment):
     return moment.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -22,6 +22,8 @@ import json
 import traceback
 import zlib
 
+from ansible_collections.homelab.longhorn_dr.plugins.module_utils._longhorn import parse_rfc3339
+
 try:
     import lz4.frame
     HAS_LZ4 = True
@@ -95,23 +97,10 @@ def parse_go_time(value):
     """Parse the RFC 3339 times Go writes (``Z`` or offsets, optional fractional seconds). Empty -> None."""
     if not value:
         return None
-    text = value.strip()
-    if text.endswith("Z"):
-        text = text[:-1] + "+00:00"
-    if "." in text:
-        head, _dot, rest = text.partition(".")
-        digits = ""
-        while rest and rest[0].isdigit():
-            digits, rest = digits + rest[0], rest[1:]
-        text = "%s.%s%s" % (head, (digits + "000000")[:6], rest)
-    try:
-        parsed = datetime.datetime.fromisoformat(text)
-    except ValueError:
-        raise BackupstoreFormatError("not an RFC 3339 time: %r" % value) from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=datetime.timezone.utc)
-    return parsed.astimezone(datetime.timezone.utc)
-
+    parsed = parse_rfc3339(value)
+    if parsed is None:
+        raise BackupstoreFormatError("not an RFC 3339 time: %r" % value)
+    return parsed
 
 def _undouble(value):
     """Decode one ``json:",string"`` string field: ``"\\"lz4\\""`` -> ``lz4``; tolerate plain strings."""

@@ -17,7 +17,7 @@ import datetime
 import hashlib
 import json
 
-from ansible_collections.homelab.longhorn_dr.plugins.module_utils._longhorn import DRIVER_NAME
+from ansible_collections.homelab.longhorn_dr.plugins.module_utils._longhorn import DRIVER_NAME, parse_rfc3339
 
 MANIFEST_FORMAT = "homelab.longhorn_dr/cluster-state/v1"
 MANIFEST_NAME = "manifest.json"
@@ -208,15 +208,7 @@ def parse_quantity_bytes(value):
 
 
 def _parse_time(text):
-    if not text:
-        return None
-    value = str(text).strip().replace("Z", "+00:00")
-    try:
-        parsed = datetime.datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=datetime.timezone.utc)
-
+    return parse_rfc3339(text)
 
 def last_backups(backups):
     """``{volume: backup}`` of the newest Completed Backup per volume (by upload time, else snapshot time)."""

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import re
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -156,3 +157,27 @@ def version_tuple(version):
 def uses_backup_target_settings(version):
     """Longhorn <= 1.7 keeps the backup target in Settings (ref §1.2)."""
     return version_tuple(version)[:2] <= (1, 7)
+
+
+def parse_rfc3339(value):
+    """An RFC 3339 time as Kubernetes and Go write it (``Z`` or an offset, any fraction digits) as an aware UTC
+    datetime; None when empty or unreadable."""
+    if not value:
+        return None
+    text = str(value).strip()
+    if text[-1:] in ("Z", "z"):
+        text = text[:-1] + "+00:00"
+    if "." in text:
+        # fromisoformat (Python < 3.11 on targets) takes exactly 3 or 6 fraction digits; Go writes up to 9.
+        head, _dot, rest = text.partition(".")
+        digits = ""
+        while rest and rest[0].isdigit():
+            digits, rest = digits + rest[0], rest[1:]
+        text = "%s.%s%s" % (head, (digits + "000000")[:6], rest)
+    try:
+        parsed = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=datetime.timezone.utc)
+    return parsed.astimezone(datetime.timezone.utc)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 
-from ansible_collections.homelab.longhorn_dr.plugins.module_utils._longhorn import DRIVER_NAME
+from ansible_collections.homelab.longhorn_dr.plugins.module_utils._longhorn import DRIVER_NAME, parse_rfc3339
 
 STATIC_STORAGE_CLASS = "longhorn-static"  # Longhorn's default-longhorn-static-storage-class (ref §5.1)
 ACCESS_MODES = {"rwo": "ReadWriteOnce", "rwx": "ReadWriteMany"}
@@ -132,12 +132,7 @@ def restore_pending(volume):
 
 
 def _parse_time(value):
-    import datetime
-    try:
-        return datetime.datetime.strptime((value or "")[:19], "%Y-%m-%dT%H:%M:%S")
-    except ValueError:
-        return None
-
+    return parse_rfc3339(value)
 
 def replace_refusal(fresh_volume, restored_volume, backups):
     """Why a claim bound to ``fresh_volume`` may not be replaced by one on ``restored_volume``, or None.

@@ -9,12 +9,11 @@
 
 from __future__ import annotations
 
-import datetime
 import json
 import uuid
 
 from ansible_collections.homelab.longhorn_dr.plugins.module_utils._k8s import LonghornError, WaitTimeout
-from ansible_collections.homelab.longhorn_dr.plugins.module_utils._longhorn import API_VERSION, DEFAULT_BACKUP_TARGET
+from ansible_collections.homelab.longhorn_dr.plugins.module_utils._longhorn import API_VERSION, DEFAULT_BACKUP_TARGET, parse_rfc3339
 
 KUBERNETES_STATUS_LABEL = "KubernetesStatus"
 LABEL_BACKUP_VOLUME = "backup-volume"
@@ -47,19 +46,7 @@ def kubernetes_status_label(volume):
 
 def parse_time(value):
     """An RFC 3339 timestamp as an aware datetime, or None."""
-    if not value:
-        return None
-    text = str(value).strip()
-    if text.endswith("Z"):
-        text = text[:-1] + "+00:00"
-    try:
-        parsed = datetime.datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=datetime.timezone.utc)
-    return parsed
-
+    return parse_rfc3339(value)
 
 def select_volumes(volumes, names=None):
     """The volumes to back up, in the order asked; raises LonghornError naming volumes that do not exist."""

@@ -9,10 +9,10 @@
 
 from __future__ import annotations
 
-import datetime
 import json
 
 from ansible_collections.homelab.longhorn_dr.plugins.module_utils._longhorn import (
+    parse_rfc3339,
     API_VERSION,
     backup_url_parts,
 )
@@ -59,13 +59,7 @@ def kubernetes_status(labels):
 
 
 def parse_time(value):
-    if not value:
-        return None
-    try:
-        return datetime.datetime.strptime(value.replace("Z", "+00:00")[:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=datetime.timezone.utc)
-    except ValueError:
-        return None
-
+    return parse_rfc3339(value)
 
 def backup_time(backup):
     status = backup.get("status") or {}

@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import datetime
+
 import pytest
 
 from ansible_collections.homelab.longhorn_dr.plugins.module_utils import _longhorn as lh
@@ -93,3 +95,14 @@ def test_backup_volume_cr_name_is_volume_plus_hash():
     name = lh.backup_volume_cr_name("pvc-1")
     assert name.startswith("pvc-1-") and len(name) == len("pvc-1-") + 8
     assert lh.backup_volume_cr_name("pvc-1", "other") != name
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("2026-01-02T03:04:05Z", datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc)),
+    ("2026-01-02T03:04:05.123456789Z", datetime.datetime(2026, 1, 2, 3, 4, 5, 123456, tzinfo=datetime.timezone.utc)),
+    ("2026-01-02T05:04:05+02:00", datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc)),
+    ("2026-01-02T03:04:05", datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc)),
+    ("", None), (None, None), ("yesterday", None),
+])
+def test_parse_rfc3339(text, expected):
+    assert lh.parse_rfc3339(text) == expected
