@@ -16,10 +16,10 @@ from __future__ import annotations
 import base64
 import datetime
 import json
-import time
 
 import pytest
 
+from tests.integration.helpers import wait_until as _wait
 from tests.integration.test_longhorn_volume_backup import NAMESPACE, setup_backups
 
 pytestmark = pytest.mark.integration
@@ -30,16 +30,6 @@ PREPARE = 'backup_gate_prepare.yml'
 REPORT_TASK = 'Report what is protected and what is not'
 REFUSE_TASK = 'Refuse the teardown'
 WRONG_SECRET = 'WrongGateSecret0123456789abcdef'
-
-
-def _wait(predicate, timeout=60, what='condition'):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f'timed out waiting for {what}')
 
 
 def task(result, name):

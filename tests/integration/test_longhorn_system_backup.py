@@ -8,10 +8,10 @@ and state=restored after a cluster wipe."""
 from __future__ import annotations
 
 import os
-import time
 
 import pytest
 
+from tests.integration.helpers import wait_until as _wait
 from tests.integration.test_longhorn_volume_backup import setup_backups
 
 pytestmark = pytest.mark.integration
@@ -80,16 +80,6 @@ def test_generated_name_creates_a_new_backup(lab, run_playbook):
     assert task['result']['status']['state'] == 'Ready'
     backups, _version = lab.store.list('backups', 'longhorn-system')
     assert backups == [], 'policy disabled takes no volume backups'
-
-
-def _wait(predicate, what, timeout=120):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f'timed out waiting for {what}')
 
 
 def test_restored_after_a_cluster_wipe(lab, run_playbook):

@@ -8,24 +8,15 @@ from __future__ import annotations
 
 import json
 import os
-import time
 
 import pytest
+
+from tests.integration.helpers import wait_until as _wait
 
 pytestmark = pytest.mark.integration
 
 NAMESPACE = 'apps'
 CLAIMS = ('app-data', 'db-data', 'logs-data')
-
-
-def _wait(predicate, timeout=120, what='condition'):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f'timed out waiting for {what}')
 
 
 def setup_backups(lab, run_playbook, claims=CLAIMS):

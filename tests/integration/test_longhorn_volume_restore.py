@@ -8,26 +8,16 @@ of the restored volumes, a conflicting volume, and one failing restore that does
 from __future__ import annotations
 
 import os
-import time
 
 import pytest
 
+from tests.integration.helpers import wait_until as _wait
 from tests.integration.test_longhorn_volume_backup import setup_backups
 
 pytestmark = pytest.mark.integration
 
 TASK = 'Restore the volumes'
 NS = 'longhorn-system'
-
-
-def _wait(predicate, what, timeout=120):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f'timed out waiting for {what}')
 
 
 def _backed_up_then_wiped(lab, run_playbook, claims):
