@@ -812,9 +812,34 @@ def restore_app_mapping(entry, namespace, for_verify=False):
     return mapping
 
 
+def restore_app_objects(todo, what, namespace, longhorn_namespace="longhorn-system"):
+    """Definitions for one kubernetes.core.k8s run over all claims of a restore_app plan (no per-claim loop).
+
+    ``what``: ``mark`` (annotations for the new volumes), ``retain`` (reclaim policy Retain for old PVs whose policy is
+    Delete), ``claims`` (the claims to delete) or ``pvs`` (the old PV objects to delete).
+    """
+    todo = list(todo or [])
+    if what == "mark":
+        return [{"apiVersion": "longhorn.io/v1beta2", "kind": "Volume",
+                 "metadata": {"name": e["new_volume"], "namespace": longhorn_namespace,
+                              "annotations": {CLAIM_ANNOTATION: _key(namespace, e["pvc_name"]), REPLACES_ANNOTATION: e.get("current_volume") or ""}}}
+                for e in todo]
+    if what == "retain":
+        return [{"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": e["old_pv_to_delete"]},
+                 "spec": {"persistentVolumeReclaimPolicy": "Retain"}}
+                for e in todo if e.get("old_pv_to_delete") and e.get("pv_reclaim_policy") != "Retain"]
+    if what == "claims":
+        return [{"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": e["pvc_name"], "namespace": namespace}}
+                for e in todo if e.get("pvc_exists")]
+    if what == "pvs":
+        return [{"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": e["old_pv_to_delete"]}}
+                for e in todo if e.get("old_pv_to_delete")]
+    raise AnsibleFilterError("restore_app_objects: what must be mark, retain, claims or pvs, not %r" % (what,))
+
+
 class FilterModule:
-    """homelab.longhorn_dr.verify_report, verify_restore_plan, restore_app_plan, restore_app_mapping"""
+    """homelab.longhorn_dr.verify_report, verify_restore_plan, restore_app_plan, restore_app_mapping, restore_app_objects"""
 
     def filters(self):
         return {"verify_report": verify_report, "verify_restore_plan": verify_restore_plan, "restore_app_plan": restore_app_plan,
-                "restore_app_mapping": restore_app_mapping}
+                "restore_app_mapping": restore_app_mapping, "restore_app_objects": restore_app_objects}

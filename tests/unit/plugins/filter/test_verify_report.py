@@ -392,7 +392,8 @@ def test_restore_app_mapping():
 
 
 def test_filters_are_registered():
-    assert set(vr.FilterModule().filters()) == {"verify_report", "verify_restore_plan", "restore_app_plan", "restore_app_mapping"}
+    assert set(vr.FilterModule().filters()) == {"verify_report", "verify_restore_plan", "restore_app_plan", "restore_app_mapping",
+                                                "restore_app_objects"}
 
 
 def test_comma_separated_strings_are_lists():
@@ -408,3 +409,25 @@ def test_a_label_selector_recorded_with_the_baseline_is_used():
     data = manifest(baselines=[baseline(pod_name="gone-abc", label_selector="app=db")])
     plan = vr.verify_restore_plan(data, pods=[pod("db-7", labels={"app": "db"}), pod("gone-abd")])
     assert (plan["checks"][0]["target_pod"], plan["checks"][0]["found_by"]) == ("db-7", "label selector app=db")
+
+
+def test_restore_app_objects_batch_every_claim_in_one_definition_list():
+    todo = [{"pvc_name": "a", "pvc_exists": True, "new_volume": "a-r1", "current_volume": "pvc-a", "old_pv_to_delete": "pv-a",
+             "pv_reclaim_policy": "Delete"},
+            {"pvc_name": "b", "pvc_exists": False, "new_volume": "b-r1", "current_volume": None, "old_pv_to_delete": None,
+             "pv_reclaim_policy": None},
+            {"pvc_name": "c", "pvc_exists": True, "new_volume": "c-r1", "current_volume": "pvc-c", "old_pv_to_delete": "pv-c",
+             "pv_reclaim_policy": "Retain"}]
+    marks = vr.restore_app_objects(todo, "mark", "apps", "lh")
+    assert [(m["metadata"]["name"], m["metadata"]["namespace"], m["metadata"]["annotations"]) for m in marks] == [
+        ("a-r1", "lh", {vr.CLAIM_ANNOTATION: "apps/a", vr.REPLACES_ANNOTATION: "pvc-a"}),
+        ("b-r1", "lh", {vr.CLAIM_ANNOTATION: "apps/b", vr.REPLACES_ANNOTATION: ""}),
+        ("c-r1", "lh", {vr.CLAIM_ANNOTATION: "apps/c", vr.REPLACES_ANNOTATION: "pvc-c"})]
+    assert vr.restore_app_objects(todo, "retain", "apps") == [
+        {"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": "pv-a"}, "spec": {"persistentVolumeReclaimPolicy": "Retain"}}]
+    assert [(o["kind"], o["metadata"]) for o in vr.restore_app_objects(todo, "claims", "apps")] == [
+        ("PersistentVolumeClaim", {"name": "a", "namespace": "apps"}), ("PersistentVolumeClaim", {"name": "c", "namespace": "apps"})]
+    assert [o["metadata"]["name"] for o in vr.restore_app_objects(todo, "pvs", "apps")] == ["pv-a", "pv-c"]
+    assert vr.restore_app_objects([], "claims", "apps") == []
+    with pytest.raises(AnsibleFilterError, match="mark, retain, claims or pvs"):
+        vr.restore_app_objects(todo, "volumes", "apps")
