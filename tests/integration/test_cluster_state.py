@@ -113,7 +113,7 @@ def test_check_apply_upload_and_max_age(lab, run_playbook, tmp_path):
 
     [baseline] = manifest['baselines']
     assert (baseline['name'], baseline['stdout'], baseline['rc']) == ('app-rows', '1000\n', 0)
-    assert baseline['pod'].startswith('app-') and baseline['namespace'] == 'apps'
+    assert baseline['pod'].startswith('app-') and baseline['namespace'] == 'apps' and baseline['label_selector'] == 'app=app'
 
     pvcs = yaml.safe_load((dest / 'persistentvolumeclaims.yaml').read_text())['items']
     assert [(p['metadata']['namespace'], p['metadata']['name']) for p in pvcs] == [('apps', 'app-data'), ('apps', 'db-data')]
