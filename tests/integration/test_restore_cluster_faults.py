@@ -335,3 +335,31 @@ def test_rerun_after_the_failed_restore_is_fixed_completes(lab, run_playbook):
     for claim, volume in volumes.items():
         assert found[claim]['status']['phase'] == 'Bound' and _handle(pvs[found[claim]['spec']['volumeName']]) == volume
         assert _data(lab, volume) == _payload(claim), f'{claim}: data of {volume} does not verify'
+
+
+def test_total_s3_outage_after_the_plan_fails_at_the_target_and_restores_nothing(lab, run_playbook):
+    """The whole S3 endpoint goes down once the plan has read the bucket: phase 2 waits a bounded time for the target."""
+    volumes = setup_backups(lab, run_playbook, claims=('app-data',))
+    backup = run_playbook('longhorn_volume_backup.yml')
+    assert backup.rc == 0, str(backup)
+    lab.wipe_cluster()
+    _Trigger(lab, lambda e: e.rtype_key == SECRETS_KEY and e.type == 'ADDED' and e.obj['metadata']['name'] == CREDENTIAL_SECRET,
+             action=lambda: lab.s3_fault('down'))
+    mark = lab.audit_mark()
+    sync_timeout = 15
+    started = time.monotonic()
+    failed = run_playbook(PLAYBOOK, extra_vars={'restore_cluster_method': 'volumes', 'restore_cluster_sync_timeout': sync_timeout})
+    elapsed = time.monotonic() - started
+    assert failed.rc != 0, str(failed)
+    assert lab.s3.faults.current['mode'] == 'down', 'the outage never started'
+    assert failed.task_result(ROLE + 'Build the plan')['ansible_facts']['restore_cluster_plan']['volumes'] == sorted(volumes.values())
+    reported = failed.task_result('homelab.longhorn_dr.backup_target : Report why the backup target could not be configured')
+    assert reported.get('failed') is True, reported
+    # Bounded, and says why: the timeout, and the target's Unavailable condition (the S3 error, ref §1.1, §7).
+    assert f'Timed out after {sync_timeout}s' in reported['msg'] and 'failed to list system backups' in reported['msg'], reported['msg']
+    assert elapsed < sync_timeout + 90, elapsed
+    assert failed.failures() == 1
+    assert _volumes(lab) == {} and _pvs(lab) == {} and _claims(lab) == {}
+    written = [(e['verb'], e['path']) for e in lab.writes_since(mark)]
+    assert written and all('/secrets' in path or '/backuptargets' in path for _verb, path in written), written
+    assert not failed.mentions(lab.secret_key)
