@@ -9,10 +9,12 @@
   run completes with one Volume, one PV and one bound PVC per claim, nothing recreated, and the data.
 - S3 outage during the sync wait: the bucket stops serving backup configs right after the plan (so
   the plan itself is fine): the role retries a bounded number of times, fails naming the missing
-  backups, and has restored nothing.
+  backups, and has restored nothing. A total outage from the same moment fails in phase 2 instead,
+  within the sync timeout, with the target's Unavailable condition.
 - API 5xx/429 while the PVs and PVCs are created: refused requests are retried and the claims bind.
 - Partial failure: one volume's restore fails in Longhorn; the report names it, the other claims are
-  bound with their data, and the playbook fails at the end.
+  bound with their data, and the playbook fails at the end. Once the cause is gone, a re-run completes
+  (what the role's failure message promises).
 
 Every run's output is scanned for the lab's credentials: the ``run_playbook`` runs by the harness, the
 killed runs here with the harness's scanner.
