@@ -11,7 +11,8 @@
   the plan itself is fine): the role retries a bounded number of times, fails naming the missing
   backups, and has restored nothing. A total outage from the same moment fails in phase 2 instead,
   within the sync timeout, with the target's Unavailable condition.
-- API 5xx/429 while the PVs and PVCs are created: refused requests are retried and the claims bind.
+- API 5xx/429 (and a dropped connection) while the PVs and PVCs are created: refused requests are
+  retried and the claims bind.
 - Partial failure: one volume's restore fails in Longhorn; the report names it, the other claims are
   bound with their data, and the playbook fails at the end. Once the cause is gone, a re-run completes
   (what the role's failure message promises).
@@ -272,6 +273,8 @@ def test_api_faults_retried_and_partial_failure_reported(lab, run_playbook):
     # The API server refuses the first PV creations (503) and the first PVC creations (429, Retry-After).
     lab.api_fault(r'^/api/v1/persistentvolumes$', status=503, count=2, methods=['POST'])
     lab.api_fault(rf'^/api/v1/namespaces/{APPS}/persistentvolumeclaims$', status=429, count=2, methods=['POST'])
+    # Then one PVC creation is held for 2 s and its connection dropped (recorded with code 0), before it is stored.
+    lab.api_fault(rf'^/api/v1/namespaces/{APPS}/persistentvolumeclaims$', timeout=2, count=1, methods=['POST'])
     mark = lab.audit_mark()
     result = run_playbook(PLAYBOOK, extra_vars={'restore_cluster_method': 'volumes'})
     assert result.rc != 0, str(result)
@@ -308,7 +311,7 @@ def test_api_faults_retried_and_partial_failure_reported(lab, run_playbook):
     pvc_codes = [int(e['code']) for e in entries
                  if e['method'] == 'POST' and e['path'] == f'/api/v1/namespaces/{APPS}/persistentvolumeclaims' and not e['dryRun']]
     assert pv_codes[:2] == [503, 503] and sorted(pv_codes[2:]) == [201] * len(healthy), pv_codes
-    assert pvc_codes[:2] == [429, 429] and sorted(pvc_codes[2:]) == [201] * len(healthy), pvc_codes
+    assert pvc_codes[:3] == [429, 429, 0] and sorted(pvc_codes[3:]) == [201] * len(healthy), pvc_codes
     assert not result.mentions(lab.secret_key)
 
 
