@@ -72,6 +72,12 @@ options:
       - Name of the new volume, instead of the original name. Only with exactly one volume in O(volumes).
       - Restoring a single app while its old volume still exists needs a new name; the old volume is left untouched.
     type: str
+  overrides:
+    description:
+      - Per-volume choices for several volumes at once, keyed by the original volume name; each value may hold
+        C(backup) (a backup name instead of the latest), C(restore_as) (a new volume name) and C(number_of_replicas).
+      - Every key must be one of the chosen volumes. Not together with O(backup) or O(restore_as).
+    type: dict
   backup_target:
     description: Name of the BackupTarget the backups come from.
     type: str
@@ -133,6 +139,13 @@ EXAMPLES = r"""
     kubeconfig: ~/.kube/config
     volumes: [pvc-0123abcd]
     backup: backup-1a2b3c4d5e6f7a8b
+
+- name: Restore two claims of one app beside their old volumes, one from a named backup
+  homelab.longhorn_dr.longhorn_volume_restore:
+    volumes: [pvc-0123abcd, pvc-4567ef01]
+    overrides:
+      pvc-0123abcd: {restore_as: data-db-0-r1, number_of_replicas: 2}
+      pvc-4567ef01: {restore_as: uploads-r1, backup: backup-1a2b3c4d5e6f7a8b}
 
 - name: Restore everything in the bucket, four at a time
   homelab.longhorn_dr.longhorn_volume_restore:
@@ -254,6 +267,7 @@ def argument_spec():
         all_volumes=dict(type="bool", default=False),
         backup=dict(type="str"),
         restore_as=dict(type="str"),
+        overrides=dict(type="dict"),
         backup_target=dict(type="str", default=DEFAULT_BACKUP_TARGET),
         number_of_replicas=dict(type="int"),
         data_engine=dict(type="str", choices=["v1", "v2"], default="v1"),
@@ -270,6 +284,15 @@ def check_params(params):
     selectors = [bool(params["volumes"]), bool(params["namespaces"]), params["all_volumes"]]
     if sum(selectors) != 1:
         raise LonghornError("Choose the volumes with exactly one of volumes, namespaces or all_volumes=true")
+    overrides = params.get("overrides") or {}
+    if overrides and (params["backup"] or params["restore_as"]):
+        raise LonghornError("overrides sets the backup and name per volume; do not combine it with backup or restore_as")
+    for volume, choice in sorted(overrides.items()):
+        if not isinstance(choice, dict) or set(choice) - OVERRIDE_KEYS:
+            raise LonghornError("overrides[%s] must be a dict with only %s, got %r" % (volume, ", ".join(sorted(OVERRIDE_KEYS)), choice))
+        replicas = choice.get("number_of_replicas")
+        if replicas is not None and (not isinstance(replicas, int) or replicas < 1):
+            raise LonghornError("overrides[%s].number_of_replicas must be at least 1, got %r" % (volume, replicas))
     for option in ("backup", "restore_as"):
         if params[option] and len(params["volumes"] or []) != 1:
             raise LonghornError("%s=%s is for one volume, so volumes must list exactly one volume (got %s)"
@@ -279,6 +302,9 @@ def check_params(params):
             raise LonghornError("%s must be at least 1, got %s" % (option, params[option]))
     if params["number_of_replicas"] is not None and params["number_of_replicas"] < 1:
         raise LonghornError("number_of_replicas must be at least 1, got %s" % params["number_of_replicas"])
+
+
+OVERRIDE_KEYS = {"backup", "restore_as", "number_of_replicas"}
 
 
 def in_target(obj, target):
@@ -335,17 +361,28 @@ def plan(params, access, now):
     backups = [b for b in access.list("Backup", API_VERSION, namespace=namespace) if in_target(b, params["backup_target"])]
     existing = {v["metadata"]["name"]: v for v in access.list("Volume", API_VERSION, namespace=namespace)}
     entries, bodies = {}, {}
-    for name, backup_volume in sorted(choose(params, backup_volumes).items()):
+    chosen = choose(params, backup_volumes)
+    overrides = params.get("overrides") or {}
+    unknown = sorted(set(overrides) - set(chosen))
+    if unknown:
+        raise LonghornError("overrides name volumes that are not chosen: %s (chosen: %s)" % (", ".join(unknown), ", ".join(sorted(chosen)) or "none"))
+    targets = [(overrides.get(name) or {}).get("restore_as") or params["restore_as"] or name for name in chosen]
+    clashes = sorted({target for target in targets if targets.count(target) > 1})
+    if clashes:
+        raise LonghornError("two chosen volumes would be restored under the same name: %s" % ", ".join(clashes))
+    for name, backup_volume in sorted(chosen.items()):
+        choice = overrides.get(name) or {}
         if backup_volume is None:
             entries[name] = failed_entry(name, "volume %s has no backups in BackupTarget %s (known: %s)" % (
                 name, params["backup_target"], ", ".join(sorted(original_volume_name(bv) for bv in backup_volumes)) or "none"))
             continue
         try:
-            backup = pick_backup(name, backups, wanted=params["backup"], last_name=(backup_volume.get("status") or {}).get("lastBackupName"))
+            backup = pick_backup(name, backups, wanted=choice.get("backup") or params["backup"],
+                                 last_name=(backup_volume.get("status") or {}).get("lastBackupName"))
         except ValueError as exc:
             entries[name] = failed_entry(name, str(exc))
             continue
-        target = params["restore_as"] or name
+        target = choice.get("restore_as") or params["restore_as"] or name
         entry = entries[target] = new_entry(target, name, backup, now)
         volume = existing.get(target)
         if volume is not None:
@@ -358,8 +395,8 @@ def plan(params, access, now):
                 continue
             entry["state"] = STATE_ALREADY_RESTORED
             continue
-        bodies[target] = volume_body(target, namespace, backup, number_of_replicas=params["number_of_replicas"], data_engine=params["data_engine"],
-                                     stale_replica_timeout=params["stale_replica_timeout"])
+        bodies[target] = volume_body(target, namespace, backup, number_of_replicas=choice.get("number_of_replicas") or params["number_of_replicas"],
+                                     data_engine=params["data_engine"], stale_replica_timeout=params["stale_replica_timeout"])
     return entries, bodies
 
 

@@ -148,7 +148,7 @@ def test_an_interrupted_restore_resumes(lab, run_playbook):
     assert resumed.rc == 0, str(resumed)
     [claim] = plan_of(resumed)['claims']
     assert (claim['state'], claim['new_volume'], claim['pvc_exists'], claim['current_volume']) == ('resume', new_volume, False, old_volume)
-    restore = resumed.task_result(ROLE + "Restore each claim's backup into a new volume beside the old one")['results'][0]
+    restore = resumed.task_result(ROLE + "Restore each claim's backup into a new volume beside the old one")
     assert restore['volumes'][0]['state'] == 'AlreadyRestored' and restore['changed'] is False
     assert resumed.task_result(ROLE + 'Delete the claims').get('skipped') is True, 'the claim was already gone'
     pvc = lab.store.get('persistentvolumeclaims', NS, 'app-data')

@@ -69,7 +69,7 @@ class FakeAccess:
 
 class FakeModule:
     def __init__(self, check_mode=False, **params):
-        self.params = dict(volumes=None, namespaces=None, all_volumes=False, backup=None, restore_as=None, backup_target="default",
+        self.params = dict(volumes=None, namespaces=None, all_volumes=False, backup=None, restore_as=None, overrides=None, backup_target="default",
                            number_of_replicas=None, data_engine="v1", stale_replica_timeout=2880, concurrency=5,
                            namespace=NS, wait=True, wait_timeout=100, wait_sleep=1)
         self.params.update(params)
@@ -148,6 +148,25 @@ def test_restore_as_creates_a_new_name_and_leaves_the_original_alone():
     assert entries["vol-a-restored"]["state"] == "AlreadyRestored" and bodies == {}
 
 
+def test_overrides_choose_backup_name_and_replicas_per_volume():
+    access = FakeAccess(_cluster(), script={"a-copy": [DONE], "b-copy": [DONE]})
+    entries, bodies = _run(access, volumes=["vol-a", "vol-b"], overrides={
+        "vol-a": {"restore_as": "a-copy", "backup": "backup-a1", "number_of_replicas": 2},
+        "vol-b": {"restore_as": "b-copy"}})
+    assert sorted(entries) == ["a-copy", "b-copy"] and {e["state"] for e in entries.values()} == {"Restored"}
+    assert entries["a-copy"]["backup"] == "backup-a1" and bodies["a-copy"]["spec"]["numberOfReplicas"] == 2
+    assert entries["b-copy"]["backup"] == "backup-b1" and "numberOfReplicas" not in bodies["b-copy"]["spec"]
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"volumes": ["vol-a"], "overrides": {"vol-b": {"restore_as": "x"}}}, "overrides name volumes that are not chosen: vol-b"),
+    ({"all_volumes": True, "overrides": {"vol-a": {"restore_as": "vol-b"}}}, "restored under the same name: vol-b"),
+])
+def test_bad_overrides_against_the_selection(params, message):
+    with pytest.raises(LonghornError, match=message):
+        _run(FakeAccess(_cluster()), **params)
+
+
 def test_check_mode_creates_dry_runs_only_and_does_not_wait():
     access = FakeAccess(_cluster(), check_mode=True)
     entries, _bodies = _run(access, all_volumes=True)
@@ -212,6 +231,9 @@ def test_unknown_volume_and_unsynced_backup_are_reported_not_raised():
     ({"volumes": ["a"], "all_volumes": True}, "exactly one of"),
     ({"volumes": ["a", "b"], "backup": "backup-x"}, "backup=backup-x is for one volume"),
     ({"all_volumes": True, "restore_as": "copy"}, "restore_as=copy is for one volume, so volumes must list exactly one volume"),
+    ({"volumes": ["a"], "backup": "b", "overrides": {"a": {}}}, "do not combine it with backup or restore_as"),
+    ({"volumes": ["a"], "overrides": {"a": {"size": 1}}}, "overrides\\[a\\] must be a dict with only backup, number_of_replicas, restore_as"),
+    ({"volumes": ["a"], "overrides": {"a": {"number_of_replicas": 0}}}, "overrides\\[a\\].number_of_replicas must be at least 1, got 0"),
     ({"all_volumes": True, "concurrency": 0}, "concurrency must be at least 1, got 0"),
     ({"all_volumes": True, "number_of_replicas": 0}, "number_of_replicas must be at least 1, got 0"),
 ])
