@@ -479,8 +479,9 @@ class BackupTargetManager:
                     result_obj = self.k8s.merge_patch("BackupTarget", API_VERSION, self.name, {"spec": patch}, namespace=self.namespace)
                     target_changed = True
             changed = changed or target_changed
-            # A new Secret value is read only at the next sync: ask for one now. So does sync=true.
-            if (params["sync"] or (secret_changed_keys and not target_changed)) and not absent and exists:
+            # Longhorn syncs an already-synced target again only when syncRequestedAt is newer than lastSyncedAt
+            # (ref §1.1), so a changed target or a new Secret value would wait for the poll timer: ask now.
+            if (params["sync"] or (secret_changed_keys and not target_changed) or (target_changed and not self.legacy)) and not absent and exists:
                 moment = self.now()
                 changed_at = changed_at or moment
                 result_obj = self.k8s.merge_patch("BackupTarget", API_VERSION, self.name,

@@ -297,3 +297,11 @@ def test_argspec_errors(args, words, capsys):
     assert out["failed"] is True
     assert words in out["msg"]
     assert "ExampleSecretValue" not in json.dumps(out)
+
+
+def test_a_changed_target_asks_for_a_sync_so_the_wait_does_not_take_a_poll_interval():
+    objects = cluster(spec={"backupTargetURL": "s3://old@us-east-1/", "credentialSecret": "creds", "pollInterval": "5m0s"})
+    access = FakeAccess(objects, on_wait=synced)
+    result = run(access, FakeModule(**creds()))
+    assert result["changed"] is True and result["sync_requested"] is True
+    assert access.objects[("BackupTarget", "default")]["spec"]["syncRequestedAt"] == "2026-01-02T03:04:05Z"
