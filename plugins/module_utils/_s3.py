@@ -38,7 +38,7 @@ except ImportError:
 # Options shared by the S3 modules; names and aliases follow amazon.aws.
 S3_CONNECTION_ARG_SPEC = dict(
     endpoint_url=dict(type="str", required=True, aliases=["aws_endpoint_url", "s3_url"]),
-    access_key=dict(type="str", aliases=["aws_access_key_id", "aws_access_key"], no_log=False),
+    access_key=dict(type="str", aliases=["aws_access_key_id", "aws_access_key"], no_log=True),
     secret_key=dict(type="str", aliases=["aws_secret_access_key", "aws_secret_key"], no_log=True),
     session_token=dict(type="str", aliases=["aws_session_token"], no_log=True),
     region=dict(type="str", default="us-east-1", aliases=["aws_region"]),

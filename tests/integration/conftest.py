@@ -46,15 +46,9 @@ DEFAULT_VERBOSITY = int(os.environ.get('LONGHORN_DR_TEST_VERBOSITY', '3'))
 MASK = '********'
 # Shorter strings (a base64 core of a tiny value) would match by chance.
 MIN_SCAN_LENGTH = 12
-# Known disclosures the scan tolerates, by credential and module: only inside that module's
-# ``invocation.module_args``. plugins/module_utils/_s3.py declares ``access_key`` with
-# ``no_log=False`` (as amazon.aws does: AWS treats the key ID as an identifier), so every
-# minio_bucket_check result carries the access key ID; longhorn_backup_target hides it.
-# tests/integration/test_secret_scan.py keeps a strict xfail that turns into a failure once the
-# argspec hides it, as the reminder to empty this.
-TOLERATED_DISCLOSURES = {
-    'lab.access_key': frozenset({'homelab.longhorn_dr.minio_bucket_check'}),
-}
+# Known disclosures the scan would tolerate, by credential and module (only inside that module's
+# ``invocation.module_args``). None: every S3 option that holds a credential is no_log.
+TOLERATED_DISCLOSURES = {}
 
 # Settings from the developer's shell that could point a test at a real
 # cluster, real credentials or other output formats.
