@@ -176,6 +176,7 @@ def parse_time(text):
     """An RFC 3339 time (``2026-01-02T03:04:05Z``, fractions allowed) as an aware datetime, or None."""
     return parse_rfc3339(text)
 
+
 def rfc3339(moment):
     return moment.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 

@@ -102,6 +102,7 @@ def parse_go_time(value):
         raise BackupstoreFormatError("not an RFC 3339 time: %r" % value)
     return parsed
 
+
 def _undouble(value):
     """Decode one ``json:",string"`` string field: ``"\\"lz4\\""`` -> ``lz4``; tolerate plain strings."""
     if not isinstance(value, str):

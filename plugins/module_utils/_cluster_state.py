@@ -210,6 +210,7 @@ def parse_quantity_bytes(value):
 def _parse_time(text):
     return parse_rfc3339(text)
 
+
 def last_backups(backups):
     """``{volume: backup}`` of the newest Completed Backup per volume (by upload time, else snapshot time)."""
     newest = {}

@@ -134,6 +134,7 @@ def restore_pending(volume):
 def _parse_time(value):
     return parse_rfc3339(value)
 
+
 def replace_refusal(fresh_volume, restored_volume, backups):
     """Why a claim bound to ``fresh_volume`` may not be replaced by one on ``restored_volume``, or None.
 

@@ -48,6 +48,7 @@ def parse_time(value):
     """An RFC 3339 timestamp as an aware datetime, or None."""
     return parse_rfc3339(value)
 
+
 def select_volumes(volumes, names=None):
     """The volumes to back up, in the order asked; raises LonghornError naming volumes that do not exist."""
     by_name = {v["metadata"]["name"]: v for v in volumes}

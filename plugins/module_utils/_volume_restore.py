@@ -61,6 +61,7 @@ def kubernetes_status(labels):
 def parse_time(value):
     return parse_rfc3339(value)
 
+
 def backup_time(backup):
     status = backup.get("status") or {}
     return status.get("backupCreatedAt") or status.get("snapshotCreatedAt") or ""
