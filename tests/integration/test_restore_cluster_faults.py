@@ -4,9 +4,10 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """restore_cluster under faults (issue 4, required lab tests).
 
-- Interrupted restore: the playbook is killed (SIGKILL to its process group) once in phase 4, after
-  the first of three volumes is restored, and once in phase 5, after the first PV is created; a third
-  run completes with one Volume, one PV and one bound PVC per claim, nothing recreated, and the data.
+- Interrupted restore: the playbook is killed (SIGKILL, with its workers and module) in phase 4, after
+  the first of three volumes is restored and while the second restores; or in phase 5, after the first
+  PV is created and before its claim. The re-run completes with one Volume, one PV and one bound PVC
+  per claim, nothing recreated or patched, and the data.
 - S3 outage during the sync wait: the bucket stops serving backup configs right after the plan (so
   the plan itself is fine): the role retries a bounded number of times, fails naming the missing
   backups, and has restored nothing. A total outage from the same moment fails in phase 2 instead,
@@ -114,18 +115,65 @@ class _Trigger:
             self.fired.set()
 
 
-def _kill_group(pid):
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+def _processes():
+    """{pid: (ppid, pgid, state)} of every process, from /proc."""
+    found = {}
+    for entry in os.listdir('/proc'):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f'/proc/{entry}/stat', 'rb') as handle:
+                stat = handle.read()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(b')') + 2:].split()  # after "pid (comm) ": state ppid pgrp ...
+        found[int(entry)] = (int(fields[1]), int(fields[2]), fields[0].decode())
+    return found
+
+
+def _kill_tree(root, groups):
+    """SIGKILL ``root``, its descendants and their process groups; adds the groups to ``groups``.
+
+    ansible-playbook runs each task in a worker that calls setsid(), so killing the playbook's own
+    process group would leave the running module alive; this reaches it. Late forks inherit a group.
+    """
+    processes = _processes()
+    children = collections.defaultdict(list)
+    for pid, (ppid, _pgid, _state) in processes.items():
+        children[ppid].append(pid)
+    tree, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        tree.append(pid)
+        todo.extend(children.get(pid, ()))
+    groups.update(processes[pid][1] for pid in tree if pid in processes)
+    for pid in tree:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    for pgid in groups:
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def _survivors(groups, timeout=10.0):
+    """Processes of ``groups`` still alive (not zombies) after up to ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        alive = sorted(pid for pid, (_ppid, pgid, state) in _processes().items() if pgid in groups and state != 'Z')
+        if not alive or time.monotonic() > deadline:
+            return alive
+        time.sleep(0.1)
 
 
 def _run_and_kill(lab, tmp_path, label, match, extra_vars, count=1):
-    """Start the restore playbook as the harness would; SIGKILL its process group at the ``count``-th matching store event.
+    """Start the restore playbook as the harness would; SIGKILL it with its module at the ``count``-th matching store event.
 
-    The kill is sent from the store listener, so the playbook makes at most the one request it may
-    already have in flight after the event. Returns (stdout, stderr), already scanned for the lab's credentials.
+    The kill is sent from the store listener, to the playbook, its workers and the running module, so
+    they make at most the one request they may already have in flight after the event. Returns (stdout, stderr), already scanned for the lab's credentials.
     """
     tmp_dir = tmp_path / f'killed-{label}'
     tmp_dir.mkdir()
@@ -135,11 +183,13 @@ def _run_and_kill(lab, tmp_path, label, match, extra_vars, count=1):
     command = [str(ANSIBLE_PLAYBOOK), '-i', str(INVENTORY), '-e', f'@{vars_file}', '-vvv', resolve_playbook(PLAYBOOK)]
     out_path, err_path = tmp_dir / 'stdout', tmp_dir / 'stderr'
     trigger = _Trigger(lab, match, count=count)
+    groups = set()
     with open(out_path, 'w', encoding='utf-8') as out, open(err_path, 'w', encoding='utf-8') as err:
-        # A session of its own: the kill reaches ansible-playbook, its workers and the running module.
+        # A session of its own, away from pytest's; the workers setsid() themselves, hence _kill_tree.
         proc = subprocess.Popen(command, cwd=REPO_ROOT, env=playbook_environment(tmp_dir), stdout=out, stderr=err,  # pylint: disable=consider-using-with
                                 start_new_session=True)
-        trigger.action = lambda: _kill_group(proc.pid)
+        groups.add(proc.pid)
+        trigger.action = lambda: _kill_tree(proc.pid, groups)
         try:
             deadline = time.monotonic() + KILL_TIMEOUT
             while not trigger.fired.wait(0.2):
@@ -151,7 +201,7 @@ def _run_and_kill(lab, tmp_path, label, match, extra_vars, count=1):
         finally:
             trigger.action = None
             if proc.poll() is None:
-                _kill_group(proc.pid)
+                _kill_tree(proc.pid, groups)
                 proc.wait(timeout=30)
     stdout, stderr = out_path.read_text(encoding='utf-8'), err_path.read_text(encoding='utf-8')
     leaks = scan_for_credentials(stdout, stderr, lab_credentials(lab), parse_callback_output(stdout))
@@ -160,44 +210,34 @@ def _run_and_kill(lab, tmp_path, label, match, extra_vars, count=1):
     assert trigger.fired.is_set(), \
         f'the {label} run ended (rc={proc.returncode}) before it reached the point to interrupt:\n{stdout[-6000:]}\n{stderr[-3000:]}'
     assert proc.returncode == -signal.SIGKILL, proc.returncode
+    assert _survivors(groups) == [], f'processes of the killed {label} run still run (the module would go on restoring)'
     return stdout, stderr
 
 
-def test_interrupted_restore_resumes_without_duplicates(lab, run_playbook, tmp_path):
-    volumes = _backed_up_and_wiped(lab, run_playbook)
+def _failed_tasks(result):
+    """'task: message' of the failed tasks of a run, one a line: a short assertion message."""
+    return '\n'.join('%s: %s' % (t['task']['name'], t['hosts']['localhost'].get('msg'))
+                     for t in result.tasks() if t['hosts'].get('localhost', {}).get('failed'))
+
+
+def _uids(lab):
+    """uid of every Volume, PV and PVC of the restore, by (kind, name)."""
+    found = {('volume', n): v['metadata']['uid'] for n, v in _volumes(lab).items()}
+    found.update({('pv', n): pv['metadata']['uid'] for n, pv in _pvs(lab).items()})
+    found.update({('pvc', n): c['metadata']['uid'] for n, c in _claims(lab).items()})
+    return found
+
+
+def _resume_and_verify(lab, run_playbook, volumes):
+    """Re-run the restore after an interruption: it completes, duplicates nothing, clobbers nothing, and the data verifies."""
     names = sorted(volumes.values())
-    # About 2 s per volume (one 2 MiB block at 1 MB/s): a restore is still running when the run is killed.
-    lab.ctx.config.restore_speed_mbps = 1.0
-
-    # Run 1, killed in phase 4: one volume at a time, killed the moment the second Volume is created,
-    # i.e. after the first volume was restored (the module only starts the next one then).
-    _run_and_kill(lab, tmp_path, 'phase-4', lambda e: e.rtype_key == VOLUMES_KEY and e.type == 'ADDED',
-                  {'restore_cluster_method': 'volumes', 'restore_cluster_concurrency': 1}, count=2)
-    after_first = _volumes(lab)
-    assert sorted(after_first) == names[:2], sorted(after_first)
-    assert [n for n in names[:2] if _restored(after_first[n])] == names[:1], \
-        {n: (v.get('status') or {}).get('restoreRequired') for n, v in after_first.items()}
-    assert _pvs(lab) == {} and _claims(lab) == {}
-
-    # Run 2, killed in phase 5: the moment the first PV is created (its claim not yet there or not bound).
-    _run_and_kill(lab, tmp_path, 'phase-5', lambda e: e.rtype_key == PVS_KEY and e.type == 'ADDED', {'restore_cluster_method': 'volumes'})
-    after_second = _volumes(lab)
-    assert sorted(after_second) == names, sorted(after_second)
-    pvs_before = _pvs(lab)
-    claims_before = _claims(lab)
-    assert 1 <= len(pvs_before) < len(names), sorted(pvs_before)
-    assert len([c for c in claims_before.values() if (c.get('status') or {}).get('phase') == 'Bound']) < len(names)
-    kept = {('pv', n): pv['metadata']['uid'] for n, pv in pvs_before.items()}
-    kept.update({('pvc', n): c['metadata']['uid'] for n, c in claims_before.items()})
-    kept.update({('volume', n): v['metadata']['uid'] for n, v in after_second.items()})
-
-    # Run 3 completes.
+    kept = _uids(lab)
+    pvs_before = len(_pvs(lab))
     mark = lab.audit_mark()
     finished = run_playbook(PLAYBOOK, extra_vars={'restore_cluster_method': 'volumes'})
-    assert finished.rc == 0, str(finished)
+    assert finished.rc == 0, _failed_tasks(finished) or str(finished)
     report = finished.task_result(ROLE + 'Build the report')['ansible_facts']['restore_cluster_report']
     assert report['failures'] == [], report
-    assert {v['pvc']: v['volume_state'] for v in report['volumes']} == {f'{APPS}/{c}': 'AlreadyRestored' for c in CLAIMS}, report
     assert {v['claim_state'] for v in report['volumes']} <= {'Created', 'Bound', 'Pending'}, report
 
     # Nothing duplicated: one Volume, one PV and one bound claim per backed-up claim, and nothing else.
@@ -215,18 +255,51 @@ def test_interrupted_restore_resumes_without_duplicates(lab, run_playbook, tmp_p
         assert pvs[pvc['spec']['volumeName']]['status']['phase'] == 'Bound'
         assert _data(lab, volume) == _payload(claim), f'{claim}: data of {volume} does not verify'
 
-    # Nothing clobbered: what the interrupted runs made is the same object (same uid), and the last run
+    # Nothing clobbered: what the interrupted runs made is the same object (same uid), and the re-run
     # only created what was missing; it never deleted, replaced or patched a Volume, PV or PVC.
-    now = {('pv', n): pv['metadata']['uid'] for n, pv in pvs.items()}
-    now.update({('pvc', n): c['metadata']['uid'] for n, c in claims.items()})
-    now.update({('volume', n): v['metadata']['uid'] for n, v in final_volumes.items()})
+    now = _uids(lab)
     assert {key: now.get(key) for key in kept} == kept
     touched = [(e['verb'], e['path']) for e in lab.writes_since(mark)
                if any(part in e['path'] for part in ('/persistentvolumes', '/persistentvolumeclaims', '/volumes'))]
     assert all(verb == 'create' for verb, _path in touched), touched
-    assert len([p for v, p in touched if p.endswith('/persistentvolumes')]) == len(names) - len(pvs_before), touched
-    assert not [p for v, p in touched if p.endswith('/volumes')], touched
+    assert len([p for _v, p in touched if p.endswith('/persistentvolumes')]) == len(names) - pvs_before, touched
     assert not finished.mentions(lab.secret_key)
+    return finished, report
+
+
+def test_interrupted_restore_resumes_without_duplicates(lab, run_playbook, tmp_path):
+    volumes = _backed_up_and_wiped(lab, run_playbook)
+    names = sorted(volumes.values())
+    # About 2 s per volume (one 2 MiB block at 1 MB/s): a restore is still running when the run is killed.
+    lab.ctx.config.restore_speed_mbps = 1.0
+
+    # Killed in phase 4, one volume at a time, the moment the second Volume is created: the first volume
+    # is restored, the second is restoring, the third is not started.
+    _run_and_kill(lab, tmp_path, 'phase-4', lambda e: e.rtype_key == VOLUMES_KEY and e.type == 'ADDED',
+                  {'restore_cluster_method': 'volumes', 'restore_cluster_concurrency': 1}, count=2)
+    interrupted = _volumes(lab)
+    assert sorted(interrupted) == names[:2], sorted(interrupted)
+    assert [n for n in names[:2] if _restored(interrupted[n])] == names[:1], \
+        {n: (v.get('status') or {}).get('restoreRequired') for n, v in interrupted.items()}
+    assert _pvs(lab) == {} and _claims(lab) == {}
+
+    _finished, report = _resume_and_verify(lab, run_playbook, volumes)
+    # The volumes of the interrupted run are taken over (the one still restoring is waited for), the third restored.
+    assert {v['volume']: v['volume_state'] for v in report['volumes']} == {
+        names[0]: 'AlreadyRestored', names[1]: 'AlreadyRestored', names[2]: 'Restored'}, report
+    assert {v['claim_state'] for v in report['volumes']} == {'Created'}, report
+
+
+def test_restore_interrupted_between_pv_and_pvc_resumes(lab, run_playbook, tmp_path):
+    """Killed in phase 5 right after the first PV is created, before its claim: the re-run still knows the claim."""
+    volumes = _backed_up_and_wiped(lab, run_playbook)
+    names = sorted(volumes.values())
+    _run_and_kill(lab, tmp_path, 'phase-5', lambda e: e.rtype_key == PVS_KEY and e.type == 'ADDED', {'restore_cluster_method': 'volumes'})
+    assert sorted(_volumes(lab)) == names
+    assert len(_pvs(lab)) == 1 and _claims(lab) == {}, (sorted(_pvs(lab)), sorted(_claims(lab)))
+
+    _finished, report = _resume_and_verify(lab, run_playbook, volumes)
+    assert {v['volume_state'] for v in report['volumes']} == {'AlreadyRestored'}, report
 
 
 def test_s3_outage_during_sync_wait_fails_clearly_and_restores_nothing(lab, run_playbook):
