@@ -6,7 +6,7 @@
 
 Run from the repository root::
 
-    .venv/bin/python bench/bench_restore_path.py            # N = 10, 50, 200 (about 15 minutes on 2 busy cores)
+    .venv/bin/python bench/bench_restore_path.py            # N = 10, 50, 200 (about 30 minutes on 2 busy cores)
     .venv/bin/python bench/bench_restore_path.py --quick    # N = 10 only (about a minute)
     .venv/bin/python bench/bench_restore_path.py --sizes 200 --concurrency 20
 
@@ -67,7 +67,7 @@ from ansible_collections.homelab.longhorn_dr.plugins.module_utils._volume_backup
 
 NS = "longhorn-system"
 MIB = 1024 * 1024
-VOLUME_SIZE = 64 * MIB
+VOLUME_SIZE = 64 * MIB  # --volume-size-mib; the emulator's restore costs CPU per byte of volume size even when "instant"
 NAMESPACES = tuple("bench-app-%d" % index for index in range(5))
 PLAYBOOKS = REPO_ROOT / "bench" / "restore_baseline"
 RESULTS = REPO_ROOT / "bench" / "results"
@@ -92,7 +92,7 @@ def payload(index):
 
 
 # ---- setup (not timed) --------------------------------------------------------------------------
-def write_backup(store, work_dir, index):
+def write_backup(store, work_dir, index, volume_size):
     """One volume's backup through the emulator's writer; returns (volume, digest of its data)."""
     name = volume_name(index)
     namespace, claim = claim_of(index)
@@ -100,24 +100,27 @@ def write_backup(store, work_dir, index):
     os.makedirs(source)
     with open(os.path.join(source, "data.txt"), "w", encoding="utf-8") as handle:
         handle.write(payload(index))
-    image = volumedata.image_from_dir(source, VOLUME_SIZE)
+    image = volumedata.image_from_dir(source, volume_size)
     volume = {"status": {"kubernetesStatus": {"pvName": name, "pvStatus": "Bound", "namespace": namespace, "pvcName": claim,
                                               "workloadsStatus": None}}}
     labels = {"KubernetesStatus": kubernetes_status_label(volume), "longhorn.io/volume-access-mode": "rwo"}
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     backup = "backup-" + uuid.uuid4().hex[:16]
-    writer = store.begin_backup(name, backup, volume_size=VOLUME_SIZE, labels=labels, created_at=now, storage_class_name="longhorn")
+    writer = store.begin_backup(name, backup, volume_size=volume_size, labels=labels, created_at=now, storage_class_name="longhorn")
     writer.write_image(image)
-    writer.finish(snapshot_name="snap-" + uuid.uuid4().hex[:12], snapshot_created_at=now, created_at=now, volume_size=VOLUME_SIZE,
+    writer.finish(snapshot_name="snap-" + uuid.uuid4().hex[:12], snapshot_created_at=now, created_at=now, volume_size=volume_size,
                   labels=labels)
     return name, volumedata.dir_digest(source)
 
 
-def populate(lab, count, workers=4):
+def populate(lab, count, volume_size, workers=4):
     store = BackupStore(lab.s3.client(), lab.bucket)
+    # botocore builds a client's exception classes on first use; racing threads can build two sets, and then
+    # ``except client.exceptions.NoSuchKey`` misses the one raised. Build them before the threads start.
+    store.s3.exceptions.from_code("NoSuchKey")
     with tempfile.TemporaryDirectory(prefix="bench-restore-src-") as work_dir:
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            return dict(pool.map(lambda index: write_backup(store, work_dir, index), range(count)))
+            return dict(pool.map(lambda index: write_backup(store, work_dir, index, volume_size), range(count)))
 
 
 def wait_for(predicate, what, timeout=300.0):
@@ -230,14 +233,14 @@ def measure(lab, playbook, tmp_dir, expected, extra_vars):
             "writes": sum(n for verb, n in verbs.items() if verb not in READ_VERBS)}
 
 
-def bench_size(count, concurrency, wait_sleep, keep, baseline_too=True):
+def bench_size(count, concurrency, wait_sleep, keep, baseline_too=True, volume_size=VOLUME_SIZE):
     state_dir = tempfile.mkdtemp(prefix="bench-restore-%d-" % count)
     tmp_dir = pathlib.Path(state_dir) / "runs"
     tmp_dir.mkdir()
     extra = {"bench_restore_concurrency": concurrency, "bench_wait_sleep": wait_sleep}
     with Lab(state_dir=os.path.join(state_dir, "lab"), restore_speed_mbps=0, backup_speed_mbps=0) as lab:
         started = time.perf_counter()
-        expected = populate(lab, count)
+        expected = populate(lab, count, volume_size)
         configure_and_sync(lab, count)
         setup = time.perf_counter() - started
         collection = measure(lab, PLAYBOOKS / "collection.yml", tmp_dir, expected, extra)
@@ -296,6 +299,7 @@ def main(argv=None):
     parser.add_argument("--concurrency", type=int, default=20, help="longhorn_volume_restore concurrency (default 20)")
     parser.add_argument("--wait-sleep", type=int, default=1, help="seconds between polls, both playbooks (default 1)")
     parser.add_argument("--keep", action="store_true", help="keep the lab state directories")
+    parser.add_argument("--volume-size-mib", type=int, default=VOLUME_SIZE // MIB, help="size of each volume (default 64)")
     parser.add_argument("--collection-only", action="store_true", help="skip the baseline (e.g. to try other --concurrency values)")
     args = parser.parse_args(argv)
     sizes = [10] if args.quick else [int(value) for value in args.sizes.split(",") if value.strip()]
@@ -303,7 +307,8 @@ def main(argv=None):
     results = []
     for count in sizes:
         print("N=%d ..." % count, flush=True)
-        result = bench_size(count, args.concurrency, args.wait_sleep, args.keep, baseline_too=not args.collection_only)
+        result = bench_size(count, args.concurrency, args.wait_sleep, args.keep, baseline_too=not args.collection_only,
+                            volume_size=args.volume_size_mib * MIB)
         results.append(result)
         row = summarize(result)
         print("  collection %.1fs (%s), %d requests (%s, %d watches excluded)" % (
@@ -314,6 +319,7 @@ def main(argv=None):
                 result["baseline"]["wall"], row["baseline_restore_task"], row["baseline_claims"], result["baseline"]["requests"],
                 result["baseline"]["verbs"], result["baseline"]["watches"]), flush=True)
     rows = [summarize(result) for result in results]
+    print("volumes of %d MiB, restore concurrency %d, polls every %ds" % (args.volume_size_mib, args.concurrency, args.wait_sleep))
     print_table(rows, load)
     print("load average at the end %.1f %.1f %.1f" % os.getloadavg())
     largest = rows[-1]
@@ -325,6 +331,7 @@ def main(argv=None):
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / ("restore_path-collection-only.json" if args.collection_only else "restore_path.json")
     out.write_text(json.dumps({"load_average_start": load, "concurrency": args.concurrency, "wait_sleep": args.wait_sleep,
+                               "volume_size_mib": args.volume_size_mib,
                                "rows": rows, "runs": results}, indent=2, sort_keys=True), encoding="utf-8")
     print("written to %s" % out.relative_to(REPO_ROOT))
     return 0
