@@ -134,17 +134,7 @@ def test_restore_cluster_namespace_loop_is_seen_and_allowed():
 
 
 # ---- the roles ---------------------------------------------------------------------------------
-# Roles that loop over volumes today (the rule is not met there); strict, so that the mark
-# must go when the loops do. See the test output for the tasks.
-# Roles allowed to keep a per-volume loop for now, with the reason (a strict xfail: fixing one fails the test
-# until its entry goes). None left.
-KNOWN = {}
-
-
-@pytest.mark.parametrize("role", [
-    pytest.param(role, marks=pytest.mark.xfail(strict=True, reason=KNOWN[role])) if role in KNOWN else role
-    for role in sorted(path.name for path in ROLES.iterdir() if (path / "tasks").is_dir())
-])
+@pytest.mark.parametrize("role", sorted(path.name for path in ROLES.iterdir() if (path / "tasks").is_dir()))
 def test_no_role_task_loops_over_volumes(role):
     findings = role_findings(role)
     assert findings == [], "tasks that loop over volumes or claims:\n  " + "\n  ".join(findings)
