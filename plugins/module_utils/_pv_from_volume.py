@@ -18,6 +18,7 @@ ACCESS_MODES = {"rwo": "ReadWriteOnce", "rwx": "ReadWriteMany"}
 SOURCE_KUBERNETES_STATUS = "kubernetes_status"
 SOURCE_MANIFEST = "manifest"
 SOURCE_MAPPING = "mapping"
+SOURCE_PV_CLAIM_REF = "pv_claim_ref"
 MANIFEST_FORMAT = "homelab.longhorn_dr/cluster-state/v1"
 
 

@@ -173,7 +173,9 @@ volumes:
       type: str
       sample: app-data
     source:
-      description: Where the claim came from, C(kubernetes_status), C(manifest) or C(mapping).
+      description:
+        - Where the claim came from, C(kubernetes_status), C(manifest) or C(mapping).
+        - C(pv_claim_ref) when a run was cut off after the volume's PV was created and before its claim.
       type: str
       sample: kubernetes_status
     storage_class:
@@ -239,6 +241,7 @@ from ansible_collections.homelab.longhorn_dr.plugins.module_utils._longhorn impo
     DRIVER_NAME,
 )
 from ansible_collections.homelab.longhorn_dr.plugins.module_utils._pv_from_volume import (
+    SOURCE_PV_CLAIM_REF,
     STATIC_STORAGE_CLASS,
     claim_for,
     claim_users,
@@ -322,6 +325,11 @@ def plan(params, access):
             continue
         namespace, claim_name, source = claim_for(volume, manifest, mapping)
         existing_pv = handled.get(name)
+        claim_ref = ((existing_pv or {}).get("spec") or {}).get("claimRef") or {}
+        if claim_name is None and claim_ref.get("name"):
+            # A run cut off between our PV and its claim: Longhorn clears kubernetesStatus when a new PV
+            # appears (ref §1.5), but the PV itself is pre-bound to the claim.
+            namespace, claim_name, source = claim_ref.get("namespace"), claim_ref["name"], SOURCE_PV_CLAIM_REF
         pv_name = existing_pv["metadata"]["name"] if existing_pv else (manifest.get(name) or {}).get("pv_name") or name
         storage_class = ((existing_pv or {}).get("spec") or {}).get("storageClassName") or \
             storage_class_for(name, manifest, mapping, classes, params["storage_class"])

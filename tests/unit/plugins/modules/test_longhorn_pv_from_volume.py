@@ -200,3 +200,13 @@ def test_plan_refuses_replacement_of_a_claim_on_an_old_volume():
     entries, work, _ns = _run(access, volumes=["vol-a"], replace_empty=True)
     assert "replace_empty refused: volume pvc-fresh was created 2025-12-31T00:00:00Z" in entries["vol-a"]["error"]
     assert work == {} and access.created == []
+
+
+def test_a_run_cut_off_after_the_pv_finds_the_claim_in_its_claim_ref():
+    pv = _pv("vol-a", "vol-a")
+    pv["spec"]["claimRef"] = {"namespace": "apps", "name": "data"}
+    # Longhorn cleared kubernetesStatus when the PV appeared (ref §1.5).
+    access = FakeAccess(volumes=[_volume("vol-a")], pvs=[pv])
+    entries, work, _ns = _run(access, volumes=["vol-a"])
+    assert (entries["vol-a"]["pvc_namespace"], entries["vol-a"]["pvc_name"], entries["vol-a"]["source"]) == ("apps", "data", "pv_claim_ref")
+    assert work["vol-a"][0] is None and work["vol-a"][1]["spec"]["volumeName"] == "vol-a"
