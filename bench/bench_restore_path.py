@@ -147,8 +147,8 @@ def configure_and_sync(lab, count):
     store.modify("backuptargets", NS, "default", _target)
 
     def _synced():
-        backup_volumes, _ = store.list("backupvolumes", NS)
-        backups, _ = store.list("backups", NS)
+        backup_volumes, _version = store.list("backupvolumes", NS)
+        backups, _version = store.list("backups", NS)
         done = [b for b in backups if (b.get("status") or {}).get("state") == "Completed" and (b.get("status") or {}).get("url")]
         return len(backup_volumes) == count and len(done) == count
     wait_for(_synced, "the sync of %d backups" % count)
