@@ -297,6 +297,14 @@ def test_restore_interrupted_between_pv_and_pvc_resumes(lab, run_playbook, tmp_p
     _run_and_kill(lab, tmp_path, 'phase-5', lambda e: e.rtype_key == PVS_KEY and e.type == 'ADDED', {'restore_cluster_method': 'volumes'})
     assert sorted(_volumes(lab)) == names
     assert len(_pvs(lab)) == 1 and _claims(lab) == {}, (sorted(_pvs(lab)), sorted(_claims(lab)))
+    # Longhorn records the new PV on its volume long before anyone re-runs, and resets the kubernetesStatus
+    # restored from the backup while doing so (lm controller/kubernetes_pv_controller.go syncKubernetesStatus:
+    # a different pvName empties it): the claim is named there again only once the claim binds.
+    pv_name, pv = next(iter(_pvs(lab).items()))
+    deadline = time.monotonic() + 20
+    while ((_volumes(lab)[_handle(pv)].get('status') or {}).get('kubernetesStatus') or {}).get('pvName') != pv_name:
+        assert time.monotonic() < deadline, f'the lab never recorded PV {pv_name} in the kubernetesStatus of volume {_handle(pv)}'
+        time.sleep(0.2)
 
     _finished, report = _resume_and_verify(lab, run_playbook, volumes)
     assert {v['volume_state'] for v in report['volumes']} == {'AlreadyRestored'}, report
