@@ -78,6 +78,14 @@ options:
         C(backup) (a backup name instead of the latest), C(restore_as) (a new volume name) and C(number_of_replicas).
       - Every key must be one of the chosen volumes. Not together with O(backup) or O(restore_as).
     type: dict
+  recreate_failed:
+    description:
+      - Longhorn does not retry a failed restore. With this on, a volume that this module (or a system restore) created
+        from the chosen backup, whose restore failed (C(faulted) or C(RestoreFailure)) and that no PV uses yet, is
+        deleted and restored again. It holds nothing but that failed attempt.
+      - Off, such a volume is reported as failed until it is deleted by hand.
+    type: bool
+    default: true
   backup_target:
     description: Name of the BackupTarget the backups come from.
     type: str
@@ -268,6 +276,7 @@ def argument_spec():
         backup=dict(type="str"),
         restore_as=dict(type="str"),
         overrides=dict(type="dict"),
+        recreate_failed=dict(type="bool", default=True),
         backup_target=dict(type="str", default=DEFAULT_BACKUP_TARGET),
         number_of_replicas=dict(type="int"),
         data_engine=dict(type="str", choices=["v1", "v2"], default="v1"),
@@ -393,11 +402,25 @@ def plan(params, access, now):
                 entry.update(state=STATE_FAILED, error="volume %s already exists and %s; it is never overwritten. Delete it or restore "
                              "under another name (restore_as)" % (target, how))
                 continue
-            entry["state"] = STATE_ALREADY_RESTORED
-            continue
+            outcome, _message = restore_outcome(volume)
+            claimed = ((volume.get("status") or {}).get("kubernetesStatus") or {}).get("pvName")
+            if not (outcome == STATE_FAILED and params["recreate_failed"] and not claimed):
+                entry["state"] = STATE_ALREADY_RESTORED
+                continue
+            # Longhorn does not retry a failed restore (ref §1.5 step 3); this volume holds only that failed
+            # attempt at the planned backup, so it is deleted and restored again.
+            entry["recreated"] = True
         bodies[target] = volume_body(target, namespace, backup, number_of_replicas=choice.get("number_of_replicas") or params["number_of_replicas"],
                                      data_engine=params["data_engine"], stale_replica_timeout=params["stale_replica_timeout"])
     return entries, bodies
+
+
+def wait_deleted(module, access, name, clock=time.monotonic, sleep=time.sleep):
+    deadline = clock() + module.params["wait_timeout"]
+    while access.get("Volume", API_VERSION, name, namespace=module.params["namespace"]) is not None:
+        if clock() >= deadline:
+            raise LonghornError("volume %s, whose restore failed, was not deleted within %ss" % (name, module.params["wait_timeout"]))
+        sleep(module.params["wait_sleep"])
 
 
 def run_restores(module, access, entries, bodies, clock=time.monotonic, sleep=time.sleep):
@@ -414,6 +437,12 @@ def run_restores(module, access, entries, bodies, clock=time.monotonic, sleep=ti
         while queue and len(active) < limit:
             name = queue.pop(0)
             try:
+                if entries[name].get("recreated"):
+                    if module.check_mode:
+                        entries[name]["created"] = True
+                        continue
+                    access.delete("Volume", API_VERSION, name, namespace=namespace)
+                    wait_deleted(module, access, name, clock=clock, sleep=sleep)
                 access.create("Volume", API_VERSION, bodies[name], namespace=namespace)
             except LonghornError as exc:
                 entries[name].update(state=STATE_FAILED, error=str(exc))
@@ -461,7 +490,10 @@ def main():
     except LonghornError as exc:
         module.fail_json(msg=str(exc), duration=round(time.monotonic() - started, 3), **exc.details)
     volumes = [entries[name] for name in sorted(entries)]
-    changed = any(entry.pop("created", False) for entry in volumes)
+    created = [entry.pop("created", False) for entry in volumes]  # from every entry: any() would stop at the first
+    for entry in volumes:
+        entry.pop("recreated", None)
+    changed = any(created)
     result = {"changed": changed, "volumes": volumes, "failed_volumes": [e["volume"] for e in volumes if e["state"] == STATE_FAILED],
               "duration": round(time.monotonic() - started, 3)}
     if module._diff:

@@ -69,7 +69,7 @@ class FakeAccess:
 
 class FakeModule:
     def __init__(self, check_mode=False, **params):
-        self.params = dict(volumes=None, namespaces=None, all_volumes=False, backup=None, restore_as=None, overrides=None, backup_target="default",
+        self.params = dict(volumes=None, namespaces=None, all_volumes=False, backup=None, restore_as=None, overrides=None, recreate_failed=True, backup_target="default",
                            number_of_replicas=None, data_engine="v1", stale_replica_timeout=2880, concurrency=5,
                            namespace=NS, wait=True, wait_timeout=100, wait_sleep=1)
         self.params.update(params)
@@ -253,3 +253,29 @@ def test_legacy_backup_volume_name_and_missing_labels():
     assert vr.original_volume_name(legacy) == "vol-x"
     assert vr.kubernetes_status({"KubernetesStatus": "not json"}) == {}
     assert vr.access_mode({"status": {}}) == "rwo"
+
+
+class DeletingAccess(FakeAccess):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.deleted = []
+
+    def get(self, kind, _api_version, name, namespace=None):
+        return self.objects.get(kind, {}).get(name)
+
+    def delete(self, kind, _api_version, name, namespace=None):
+        self.deleted.append(name)
+        self.objects[kind].pop(name, None)
+
+
+@pytest.mark.parametrize("recreate, claimed, expected", [(True, False, "Restored"), (False, False, "Failed"), (True, True, "Failed")])
+def test_a_failed_restore_of_the_planned_backup_is_restored_again(recreate, claimed, expected):
+    cluster = _cluster()
+    failed = dict(FAILED, kubernetesStatus={"pvName": "vol-b" if claimed else ""})
+    cluster["Volume"] = {"vol-b": {"metadata": {"name": "vol-b", "annotations": {vr.RESTORED_FROM_ANNOTATION: _url("backup-b1", "vol-b")}},
+                                   "status": failed}}
+    # The plan's own list sees the failed volume first.
+    access = DeletingAccess(cluster, script={"vol-b": [failed] if expected == "Failed" else [failed, RESTORING, DONE]})
+    entries, _bodies = _run(access, volumes=["vol-b"], recreate_failed=recreate)
+    assert entries["vol-b"]["state"] == expected, entries
+    assert access.deleted == (["vol-b"] if expected == "Restored" else [])
