@@ -69,8 +69,8 @@ class FakeAccess:
 
 class FakeModule:
     def __init__(self, check_mode=False, **params):
-        self.params = dict(volumes=None, namespaces=None, all_volumes=False, backup=None, restore_as=None, overrides=None, recreate_failed=True, backup_target="default",
-                           number_of_replicas=None, data_engine="v1", stale_replica_timeout=2880, concurrency=5,
+        self.params = dict(volumes=None, namespaces=None, all_volumes=False, backup=None, restore_as=None, overrides=None,
+                           recreate_failed=True, backup_target="default", number_of_replicas=None, data_engine="v1", stale_replica_timeout=2880, concurrency=5,
                            namespace=NS, wait=True, wait_timeout=100, wait_sleep=1)
         self.params.update(params)
         self.check_mode = check_mode
