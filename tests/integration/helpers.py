@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 
@@ -18,3 +19,12 @@ def wait_until(predicate, what='condition', timeout=120):
             return value
         time.sleep(0.5)
     raise AssertionError(f'timed out after {timeout}s waiting for {what}')
+
+
+def volume_file(lab, volume, name='data.txt'):
+    """Text of a file on a lab volume (as setup_backups writes it), or None when it is not there."""
+    path = os.path.join(lab.ctx.volume_data_dir(volume), name)
+    if not os.path.exists(path):
+        return None
+    with open(path, encoding='utf-8') as handle:
+        return handle.read()

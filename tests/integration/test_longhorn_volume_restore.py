@@ -7,10 +7,10 @@ of the restored volumes, a conflicting volume, and one failing restore that does
 
 from __future__ import annotations
 
-import os
 
 import pytest
 
+from tests.integration.helpers import volume_file as _data
 from tests.integration.helpers import wait_until as _wait
 from tests.integration.test_longhorn_volume_backup import setup_backups
 
@@ -36,14 +36,6 @@ def _backed_up_then_wiped(lab, run_playbook, claims):
             {b['backup'] for b in backups.values()}
     _wait(synced, 'the Backup CRs to sync from the bucket')
     return volumes, backups
-
-
-def _data(lab, volume):
-    path = os.path.join(lab.ctx.volume_data_dir(volume), 'data.txt')
-    if not os.path.exists(path):
-        return None
-    with open(path, encoding='utf-8') as handle:
-        return handle.read()
 
 
 def test_restore_rhythm_after_a_wipe(lab, run_playbook):

@@ -7,10 +7,10 @@
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 
+from tests.integration.helpers import volume_file as _data
 from tests.integration.test_longhorn_volume_backup import setup_backups
 
 pytestmark = pytest.mark.integration
@@ -18,14 +18,6 @@ pytestmark = pytest.mark.integration
 NS = 'longhorn-system'
 CLAIMS = ('app-data', 'db-data', 'logs-data')
 ROLE = 'homelab.longhorn_dr.restore_cluster : '
-
-
-def _data(lab, volume):
-    path = os.path.join(lab.ctx.volume_data_dir(volume), 'data.txt')
-    if not os.path.exists(path):
-        return None
-    with open(path, encoding='utf-8') as handle:
-        return handle.read()
 
 
 def _without_ages(plan):
