@@ -21,8 +21,9 @@ BUILD := .build
 REQUIREMENTS := requirements/runtime.txt requirements/test.txt
 VENV_STAMP := $(VENV)/.installed-$(shell cat $(REQUIREMENTS) | sha256sum | cut -c1-16)
 BUNDLE := requirements/ansible-bundle.txt
-# kubernetes.core is our dependency; ansible.posix only gives the tests its json callback.
-VENDORED := kubernetes.core==6.2.0 ansible.posix==2.1.0
+# kubernetes.core is our dependency; ansible.posix only gives the tests its json callback;
+# awx.awx lets lint and syntax checks resolve extensions/awx (the AWX setup playbook is not run here).
+VENDORED := kubernetes.core==6.2.0 ansible.posix==2.1.0 awx.awx==24.6.1
 VENDOR_STAMP := $(COLLECTIONS)/.vendored-$(shell (cat $(BUNDLE); echo $(VENDORED)) | sha256sum | cut -c1-16)
 SELF_LINK := $(COLLECTIONS)/ansible_collections/homelab/longhorn_dr
 
