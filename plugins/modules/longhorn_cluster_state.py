@@ -8,7 +8,7 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: longhorn_cluster_state
-short_description: Export the Kubernetes and Longhorn objects a restore needs, with a manifest
+short_description: Export the Kubernetes and Longhorn objects a restore needs, with a manifest, or fetch an export from the bucket
 version_added: 1.0.0
 description:
   - Reads PVCs, PVs, Longhorn volumes, StorageClasses, RecurringJobs and BackupTargets (one list request per kind)
@@ -34,12 +34,20 @@ description:
   - With O(upload=true) the files and the manifest are also put into the bucket under
     C(<upload_prefix><export time>/), for example C(cluster-state/20261122T012345Z/manifest.json). A prefix inside the
     backupstore (C(<prefix>/backupstore/)) is refused, because the backupstore must only hold Longhorn's objects.
+  - "With O(state=fetched) the module does not read the cluster: it downloads the newest complete export under
+    O(upload_prefix) in O(bucket) into O(dest), for a job that runs where no earlier export is on disk (an AWX job
+    runs in a fresh container). Complete means that the folder has its C(manifest.json), which the upload puts last;
+    newer folders without one (an upload that did not finish) are skipped and listed in RV(skipped_exports)."
+  - "Every file the manifest lists is downloaded and checked against its SHA-256 before anything is written; a missing
+    or damaged file fails the task naming the file, and O(dest) is left as it was. Then the manifest already in O(dest)
+    is removed, the files are written, and the new manifest last, so that O(dest) never holds a manifest naming files
+    that are not its own."
 author:
   - homelab.longhorn_dr contributors (@homelab)
 requirements:
   - kubernetes >= 24.2.0
   - PyYAML >= 3.11
-  - boto3 >= 1.36.0 (with O(upload=true))
+  - boto3 >= 1.36.0 (with O(upload=true) or O(state=fetched))
 extends_documentation_fragment:
   - kubernetes.core.k8s_auth_options
   - homelab.longhorn_dr._s3_connection
@@ -51,17 +59,32 @@ attributes:
     details:
       - Reads the cluster, builds the export and reports what would change; writes no file and uploads nothing.
       - The Kubernetes API is only read, in check mode and outside it.
+      - With O(state=fetched), reads the bucket's listing and the newest export's manifest, and reports the files it would
+        download (RV(fetched)); downloads no other file and writes nothing, so the files' SHA-256 are only checked outside
+        check mode.
   diff_mode:
     support: full
     details:
       - One diff per file that changes (or would change), with the old and new text.
+      - With O(state=fetched) in check mode, where the files are not downloaded, there is no diff; RV(fetched) lists them.
   idempotent:
     support: partial
     details:
       - Every run is a new export (at least the manifest's C(exported_at) changes) unless O(max_age) is set.
         With O(max_age), a run finds the export in O(dest) with identical content and younger than O(max_age),
         writes nothing and reports no change.
+      - With O(state=fetched), when O(dest) already holds the newest export of the bucket (the same manifest) with every
+        file matching its SHA-256, nothing is downloaded or written and C(changed) is false.
 options:
+  state:
+    description:
+      - V(present) exports the cluster into O(dest) (and uploads it with O(upload=true)).
+      - V(fetched) downloads the newest complete export under O(upload_prefix) in O(bucket) into O(dest) instead, verifying
+        every file; the cluster is not contacted. Needs O(bucket) and O(endpoint_url); O(upload), O(max_age) and
+        O(baselines) do not apply and are refused.
+    type: str
+    choices: [present, fetched]
+    default: present
   namespace:
     description: The Longhorn namespace, where volumes, RecurringJobs, BackupTargets and Settings live.
     type: str
@@ -70,6 +93,7 @@ options:
     description:
       - Directory of the export on the host the module runs on; created when missing.
       - Files of an earlier export with the same names are replaced. Other files in it are left alone.
+      - With O(state=fetched), where the downloaded export goes.
     type: path
     required: true
   baselines:
@@ -98,17 +122,18 @@ options:
     description:
       - Key prefix, from the bucket root, of the uploaded exports; each export goes to C(<upload_prefix><YYYYMMDDTHHMMSSZ>/).
       - Refused when it lies inside the backupstore C(<prefix>/backupstore/).
+      - With O(state=fetched), where the exports are looked for.
     type: str
     default: cluster-state/
   endpoint_url:
     description:
       - URL of the S3 API, for example V(https://minio.example.com:9000).
-      - Required with O(upload=true).
+      - Required with O(upload=true) and with O(state=fetched).
     required: false
   bucket:
     description:
       - The bucket of the backup target, the C(<bucket>) of C(s3://<bucket>@<region>/<prefix>/).
-      - Required with O(upload=true).
+      - Required with O(upload=true) and with O(state=fetched).
     required: false
   prefix:
     description:
@@ -170,6 +195,17 @@ EXAMPLES = r"""
     bucket: longhorn-backups
     upload_prefix: cluster-state/
 
+- name: In a fresh container (AWX), get the newest export from the bucket, checked file by file
+  homelab.longhorn_dr.longhorn_cluster_state:
+    state: fetched
+    dest: /tmp/cluster-state
+    endpoint_url: https://minio.example.com:9000
+    access_key: "{{ lookup('ansible.builtin.env', 'AWS_ACCESS_KEY_ID') }}"
+    secret_key: "{{ lookup('ansible.builtin.env', 'AWS_SECRET_ACCESS_KEY') }}"
+    bucket: longhorn-backups
+    upload_prefix: cluster-state/
+  register: fetched
+
 - name: Record an application baseline with the export
   homelab.longhorn_dr.longhorn_cluster_state:
     dest: /srv/dr/cluster-state
@@ -198,6 +234,7 @@ manifest_path:
 manifest:
   description:
     - The manifest as written (or, in check mode, as it would be written; when nothing changed, the existing one).
+    - With O(state=fetched), the manifest of the export fetched (or, in check mode, to be fetched).
     - C(volumes) has one entry per Longhorn volume with C(volume), C(pv_name), C(pvc_namespace), C(pvc_name),
       C(size) (bytes), C(access_modes), C(storage_class), C(number_of_replicas) and C(last_backup)
       (C(name), C(url), C(created_at), or null when the volume has no Completed backup).
@@ -224,7 +261,9 @@ manifest:
           created_at: "2026-11-22T01:41:46Z"
     baselines: []
 files:
-  description: The exported files (not the manifest), each with its path, SHA-256 and number of objects.
+  description:
+    - The exported files (not the manifest), each with its path, SHA-256 and number of objects.
+    - With O(state=fetched), the files of the fetched export in O(dest), with the SHA-256 the manifest records.
   returned: always
   type: list
   elements: dict
@@ -232,11 +271,32 @@ files:
 uploaded:
   description:
     - Keys put into the bucket by this run, the manifest last; in check mode the keys that would be put.
-    - Empty without O(upload), or when the bucket already has the reused export.
+    - Empty without O(upload), or when the bucket already has the reused export, and with O(state=fetched).
   returned: always
   type: list
   elements: str
   sample: [cluster-state/20261122T012345Z/volumes.yaml, cluster-state/20261122T012345Z/manifest.json]
+fetched:
+  description:
+    - With O(state=fetched), the keys downloaded into O(dest), the manifest last; in check mode the keys that would be.
+    - Empty when O(dest) already held that export, and with O(state=present).
+  returned: always
+  type: list
+  elements: str
+  sample: [cluster-state/20261122T012345Z/volumes.yaml, cluster-state/20261122T012345Z/manifest.json]
+source:
+  description: With O(state=fetched), where the export was found, as C(s3://<bucket>/<upload_prefix><export time>/).
+  returned: when O(state=fetched)
+  type: str
+  sample: s3://longhorn-backups/cluster-state/20261122T012345Z/
+skipped_exports:
+  description:
+    - With O(state=fetched), the export folders newer than the fetched one that have no C(manifest.json) (uploads that
+      did not finish), newest first.
+  returned: when O(state=fetched)
+  type: list
+  elements: str
+  sample: [20261122T020000Z]
 unchanged_reason:
   description: Why the existing export was kept, empty when a new one was written.
   returned: always
@@ -264,6 +324,7 @@ except ImportError:
 from ansible.module_utils.basic import missing_required_lib
 
 from ansible_collections.homelab.longhorn_dr.plugins.module_utils import _cluster_state as cs
+from ansible_collections.homelab.longhorn_dr.plugins.module_utils import _cluster_state_fetch as fetch
 from ansible_collections.homelab.longhorn_dr.plugins.module_utils._backupstore import backupstore_root
 from ansible_collections.homelab.longhorn_dr.plugins.module_utils._k8s import (
     K8sAccess,
@@ -309,6 +370,7 @@ def argument_spec():
     # The access key is no secret, but this module's results are shown without no_log on the task: keep it out.
     s3["access_key"]["no_log"] = True
     return auth_argument_spec(
+        state=dict(type="str", choices=["present", "fetched"], default="present"),
         namespace=dict(type="str", default=DEFAULT_NAMESPACE),
         dest=dict(type="path", required=True),
         baselines=dict(type="list", elements="dict", default=[]),
@@ -455,6 +517,7 @@ class Exporter:
         if prefix is not None:
             result["uploaded"] = self.upload(prefix, contents, manifest, reused=bool(reason))
             result["changed"] = result["changed"] or bool(result["uploaded"])
+        result["fetched"] = []
         return result
 
     def write(self, contents, manifest, result):
@@ -523,14 +586,106 @@ class Exporter:
         return uploaded
 
 
+class Fetcher:
+    """state=fetched: find the newest complete export in the bucket -> download and verify every file -> write.
+
+    Nothing is written before every file matched the manifest; then the old manifest goes first and the new one comes
+    last, so that dest never holds a manifest naming files that are not its own.
+    """
+
+    def __init__(self, module, s3_factory=None):
+        self.module = module
+        self.params = module.params
+        self.dest = self.params["dest"]
+        self.bucket = self.params["bucket"]
+        self.s3_factory = s3_factory or (lambda: s3_client(s3_params(self.params)))
+
+    def options(self):
+        refused = [name for name, value in (("upload", self.params["upload"]), ("max_age", self.params["max_age"]),
+                                             ("baselines", self.params["baselines"])) if value]
+        if refused:
+            raise LonghornError("%s only apply to state=present, not to state=fetched" % ", ".join(refused))
+        if ".." in (self.params["upload_prefix"] or "").split("/"):
+            raise LonghornError("upload_prefix %r must not contain '..'" % self.params["upload_prefix"])
+        if os.path.exists(self.dest) and not os.path.isdir(self.dest):
+            raise LonghornError("dest %s exists and is not a directory" % self.dest)
+        return cs.normalize_upload_prefix(self.params["upload_prefix"])
+
+    def run(self):
+        prefix = self.options()
+        try:
+            client = self.s3_factory()
+        except ValueError as exc:
+            raise S3Error("Invalid S3 connection options: %s" % exc, code="InvalidEndpoint") from None
+        base, manifest, manifest_data, skipped = fetch.locate(client, self.bucket, prefix)
+        result = {"dest": self.dest, "manifest_path": os.path.join(self.dest, cs.MANIFEST_NAME), "manifest": manifest,
+                  "files": [{"path": os.path.join(self.dest, name), "sha256": info["sha256"], "objects": info.get("objects")}
+                            for name, info in sorted(manifest["files"].items())],
+                  "uploaded": [], "fetched": [], "source": "s3://%s/%s" % (self.bucket, base), "skipped_exports": skipped,
+                  "unchanged_reason": "", "changed": False}
+        existing, files_ok = read_existing(self.dest)
+        if fetch.same_export(existing, files_ok, manifest):
+            result["unchanged_reason"] = "%s already holds the export %s, every file matching its sha256" % (self.dest, result["source"])
+            return result
+        result["changed"] = True
+        names = sorted(manifest["files"])
+        keys = [base + name for name in names] + [base + cs.MANIFEST_NAME]
+        if self.module.check_mode:
+            result["fetched"] = keys
+            return result
+        contents = fetch.download(client, self.bucket, base, manifest)
+        self.write(contents, manifest_data, existing, result)
+        result["fetched"] = keys
+        return result
+
+    def write(self, contents, manifest_data, existing, result):
+        planned = [(name, contents[name]) for name in sorted(contents)] + [(cs.MANIFEST_NAME, manifest_data)]
+        # Files of the export in dest that the fetched one does not have (settings.yaml of Longhorn <= 1.7).
+        old_names = set((existing or {}).get("files") or {}) | set(cs.EXPORT_FILES)
+        obsolete = sorted(name for name in old_names if name not in contents and fetch.FILE_NAME.match(name)
+                          and os.path.isfile(os.path.join(self.dest, name)))
+        diffs = []
+        for name, data in planned:
+            path = os.path.join(self.dest, name)
+            before = read_file(path)
+            if before != data:
+                diffs.append({"before_header": path, "after_header": path, "before": text(before), "after": text(data)})
+        for name in obsolete:
+            path = os.path.join(self.dest, name)
+            diffs.append({"before_header": path, "after_header": "%s (removed)" % path, "before": text(read_file(path)), "after": ""})
+        if self.module._diff:
+            result["diff"] = diffs
+        try:
+            os.makedirs(self.dest, exist_ok=True)
+        except OSError as exc:
+            raise LonghornError("Failed to create dest %s: %s" % (self.dest, exc.strerror or exc)) from None
+        manifest_path = os.path.join(self.dest, cs.MANIFEST_NAME)
+        for path in [manifest_path] + [os.path.join(self.dest, name) for name in obsolete]:
+            try:
+                if os.path.exists(path):
+                    os.unlink(path)
+            except OSError as exc:
+                raise LonghornError("Failed to remove %s: %s" % (path, exc.strerror or exc)) from None
+        # The manifest is the last entry: it only ever names files that are already written.
+        for name, data in planned:
+            write_atomically(os.path.join(self.dest, name), data)
+
+
 def main():
-    module = new_module(argument_spec(), supports_check_mode=True, required_if=[("upload", True, ("endpoint_url", "bucket"))])
+    module = new_module(argument_spec(), supports_check_mode=True,
+                        required_if=[("upload", True, ("endpoint_url", "bucket")), ("state", "fetched", ("endpoint_url", "bucket"))])
+    fetching = module.params["state"] == "fetched"
     if not HAS_YAML:
         module.fail_json(msg=missing_required_lib("PyYAML"))
-    if module.params["upload"] and not HAS_BOTO3:
+    if (module.params["upload"] or fetching) and not HAS_BOTO3:
         module.fail_json(msg=missing_required_lib("boto3"), exception=BOTO3_IMPORT_ERROR)
     try:
-        result = Exporter(module, K8sAccess(module)).run()
+        if fetching:
+            result = Fetcher(module).run()
+        else:
+            result = Exporter(module, K8sAccess(module)).run()
+    except fetch.FetchError as exc:
+        module.fail_json(msg=str(exc))
     except LonghornError as exc:
         module.fail_json(msg=str(exc), **exc.details)
     except S3Error as exc:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import datetime
 import hashlib
+import io
 import json
 import os
 
@@ -72,6 +73,8 @@ class FakeS3:
         self.objects = dict(objects or {})
         self.puts = []
         self.heads = []
+        self.lists = []
+        self.gets = []
         self.fail = fail
 
     def head_object(self, Bucket, Key):
@@ -79,6 +82,16 @@ class FakeS3:
         if Key not in self.objects:
             raise ClientError({"Error": {"Code": "404"}}, "HeadObject")
         return {"Metadata": {"sha256": hashlib.sha256(self.objects[Key]).hexdigest()}}
+
+    def list_objects_v2(self, Bucket, Prefix, ContinuationToken=None):
+        self.lists.append(Prefix)
+        return {"Contents": [{"Key": k} for k in sorted(self.objects) if k.startswith(Prefix)], "IsTruncated": False}
+
+    def get_object(self, Bucket, Key):
+        self.gets.append(Key)
+        if Key not in self.objects:
+            raise ClientError({"Error": {"Code": "NoSuchKey"}}, "GetObject")
+        return {"Body": io.BytesIO(self.objects[Key])}
 
     def put_object(self, Bucket, Key, Body, ContentType, Metadata):
         if self.fail:
@@ -90,7 +103,7 @@ class FakeS3:
 
 class FakeModule:
     def __init__(self, dest, check_mode=False, diff=True, **params):
-        self.params = dict(namespace=NS, dest=str(dest), baselines=[], max_age=None, upload=False, upload_prefix="cluster-state/",
+        self.params = dict(state="present", namespace=NS, dest=str(dest), baselines=[], max_age=None, upload=False, upload_prefix="cluster-state/",
                            endpoint_url=None, access_key=None, secret_key=None, session_token=None, region="us-east-1",
                            s3_validate_certs=True, ca_bundle=None, bucket=None, prefix="")
         self.params.update(params)
@@ -259,3 +272,115 @@ def test_argspec_keeps_s3_and_kubernetes_tls_apart():
     assert spec["s3_validate_certs"] == {"type": "bool", "default": True}
     assert spec["secret_key"]["no_log"] is True and spec["access_key"]["no_log"] is True
     assert spec["endpoint_url"]["required"] is False and spec["bucket"]["required"] is False
+
+
+# ---- state=fetched ------------------------------------------------------------------------------------------------
+
+
+def uploaded_bucket(tmp_path, when=NOW, objects=None, s3=None):
+    """A FakeS3 holding an export uploaded the way state=present uploads it."""
+    s3 = s3 or FakeS3()
+    result, _access = run(tmp_path / ("source-%s" % when.strftime("%H%M%S")), objects=objects, now=when, s3=s3, upload=True, bucket="b")
+    return s3, result
+
+
+def fetched(dest, s3, check_mode=False, **params):
+    module = FakeModule(dest, check_mode=check_mode, state="fetched", bucket="b", endpoint_url="http://minio:9000", secret_key=SECRET,
+                        **params)
+    return module_under_test.Fetcher(module, s3_factory=lambda: s3).run()
+
+
+def test_fetch_downloads_the_newest_complete_export_and_is_idempotent(tmp_path):
+    s3, older = uploaded_bucket(tmp_path)
+    s3, newer = uploaded_bucket(tmp_path, when=NOW + datetime.timedelta(hours=1), objects=cluster("v1.7.2"), s3=s3)
+    # An upload that did not finish: files but no manifest, newer than both.
+    s3.objects["cluster-state/20261122T090000Z/volumes.yaml"] = b"half\n"
+    dest = tmp_path / "fetched"
+    result = fetched(dest, s3)
+    assert result["changed"] is True, result
+    assert result["source"] == "s3://b/cluster-state/20261122T022345Z/" and result["skipped_exports"] == ["20261122T090000Z"]
+    assert result["manifest"] == newer["manifest"] and result["fetched"][-1] == "cluster-state/20261122T022345Z/manifest.json"
+    assert sorted(os.listdir(dest)) == sorted(FILES + ["settings.yaml", "manifest.json"])
+    assert (dest / "manifest.json").read_bytes() == (tmp_path / "source-022345" / "manifest.json").read_bytes()
+    for entry in result["files"]:
+        assert hashlib.sha256(open(entry["path"], "rb").read()).hexdigest() == entry["sha256"]
+    assert not [k for k in s3.gets if "20261122T012345Z" in k or "090000Z" in k], "only the newest complete export is read"
+    assert SECRET not in json.dumps(result)
+    assert result["uploaded"] == [] and older["manifest"] != newer["manifest"]
+
+    # Again: the same export with intact files is no change, and only the manifest is read.
+    before = snapshot(dest)
+    s3.gets.clear()
+    again = fetched(dest, s3)
+    assert again["changed"] is False and again["fetched"] == [] and "already holds the export" in again["unchanged_reason"]
+    assert s3.gets == ["cluster-state/20261122T022345Z/manifest.json"] and snapshot(dest) == before
+
+    # A file edited by hand: fetched again.
+    (dest / "volumes.yaml").write_text("edited\n")
+    repaired = fetched(dest, s3)
+    assert repaired["changed"] is True and (dest / "volumes.yaml").read_bytes() == s3.objects["cluster-state/20261122T022345Z/volumes.yaml"]
+    assert [d["after_header"] for d in repaired["diff"]] == [str(dest / "volumes.yaml")]
+
+
+def test_fetch_replaces_an_older_export_and_removes_its_extra_files(tmp_path):
+    s3, _legacy = uploaded_bucket(tmp_path, objects=cluster("v1.7.2"))
+    dest = tmp_path / "fetched"
+    fetched(dest, s3)
+    assert (dest / "settings.yaml").exists()
+    s3, newer = uploaded_bucket(tmp_path, when=NOW + datetime.timedelta(hours=1), s3=s3)
+    result = fetched(dest, s3)
+    assert result["changed"] is True and json.loads((dest / "manifest.json").read_text()) == newer["manifest"]
+    assert not (dest / "settings.yaml").exists()
+    assert any(d["after_header"].endswith("settings.yaml (removed)") for d in result["diff"])
+
+
+def test_fetch_in_check_mode_writes_nothing_and_downloads_only_the_manifest(tmp_path):
+    s3, _result = uploaded_bucket(tmp_path)
+    dest = tmp_path / "fetched"
+    result = fetched(dest, s3, check_mode=True)
+    assert result["changed"] is True and not dest.exists()
+    assert s3.gets == ["cluster-state/20261122T012345Z/manifest.json"]
+    assert result["fetched"] == ["cluster-state/20261122T012345Z/%s" % n for n in FILES + ["manifest.json"]]
+
+
+@pytest.mark.parametrize("damage", ["tamper", "delete"])
+def test_fetch_of_a_damaged_export_names_the_file_and_leaves_dest_alone(tmp_path, damage):
+    s3, first = uploaded_bucket(tmp_path)
+    dest = tmp_path / "fetched"
+    fetched(dest, s3)
+    before = snapshot(dest)
+    s3, _newer = uploaded_bucket(tmp_path, when=NOW + datetime.timedelta(hours=1), objects=cluster("v1.10.3"), s3=s3)
+    key = "cluster-state/20261122T022345Z/recurringjobs.yaml"
+    if damage == "tamper":
+        s3.objects[key] = b"items: []\n"
+        expected = r"^recurringjobs.yaml in the export s3://b/cluster-state/20261122T022345Z/ is damaged: its sha256 is [0-9a-f]{64}, the manifest says"
+    else:
+        del s3.objects[key]
+        expected = r"^recurringjobs.yaml is missing from the export s3://b/cluster-state/20261122T022345Z/"
+    with pytest.raises(module_under_test.fetch.FetchError, match=expected):
+        fetched(dest, s3)
+    assert snapshot(dest) == before, "a failed fetch must leave the export that was there"
+    assert json.loads((dest / "manifest.json").read_text()) == first["manifest"]
+    with pytest.raises(module_under_test.fetch.FetchError, match=expected):
+        fetched(tmp_path / "new", s3)
+    assert not (tmp_path / "new").exists()
+
+
+def test_fetch_refuses_export_options_and_bad_input(tmp_path):
+    s3, _result = uploaded_bucket(tmp_path)
+    with pytest.raises(LonghornError, match="upload, max_age only apply to state=present"):
+        fetched(tmp_path / "x", s3, upload=True, max_age="1h")
+    with pytest.raises(LonghornError, match="upload_prefix '../x' must not contain"):
+        fetched(tmp_path / "x", s3, upload_prefix="../x")
+    with pytest.raises(module_under_test.fetch.FetchError, match="no complete cluster-state export .* under s3://b/elsewhere/"):
+        fetched(tmp_path / "x", s3, upload_prefix="/elsewhere")
+    assert not (tmp_path / "x").exists()
+
+
+def test_argspec_fetched_needs_bucket_and_endpoint(capsys, tmp_path):
+    with patch_module_args({"dest": str(tmp_path), "state": "fetched", "secret_key": SECRET}):
+        with pytest.raises(SystemExit):
+            module_under_test.main()
+    result = json.loads(capsys.readouterr().out)
+    assert result["failed"] is True and "state is fetched but all of the following are missing: endpoint_url, bucket" in result["msg"]
+    assert SECRET not in json.dumps(result)
