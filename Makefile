@@ -26,6 +26,13 @@ BUNDLE := requirements/ansible-bundle.txt
 VENDORED := kubernetes.core==6.2.0 ansible.posix==2.1.0 awx.awx==24.6.1
 VENDOR_STAMP := $(COLLECTIONS)/.vendored-$(shell (cat $(BUNDLE); echo $(VENDORED)) | sha256sum | cut -c1-16)
 SELF_LINK := $(COLLECTIONS)/ansible_collections/homelab/longhorn_dr
+# The oldest versions the collection claims (meta/ee-requirements.txt, requires_ansible): the
+# installed-collection test runs the built tarball with them.
+MIN_VENV := .venv-min
+MIN_INPUTS := meta/ee-requirements.txt meta/runtime.yml scripts/min_requirements.py
+MIN_STAMP := $(MIN_VENV)/.installed-$(shell (cat $(MIN_INPUTS); echo $(VENDORED)) | sha256sum | cut -c1-16)
+COLLECTION_VERSION := $(shell sed -n 's/^version: *//p' galaxy.yml)
+EE_DIR := $(BUILD)/ee
 
 export PATH := $(BIN):$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
@@ -39,7 +46,7 @@ RUN_TMP := $(CURDIR)/$(BUILD)/tmp/run-$(shell date +%Y%m%d-%H%M%S)-$(shell echo 
 # (measured: 6.5 min instead of 20+ for the whole pytest run).
 PYTEST_WORKERS ?= 4
 
-.PHONY: all help venv collections lint sanity units pytest molecule test changelog build demo clean distclean
+.PHONY: all help venv collections min-venv lint sanity units pytest molecule test changelog build ee-context demo clean distclean
 
 all: $(VENV_STAMP) $(VENDOR_STAMP) $(SELF_LINK) ## Build .venv and vendor the collections (idempotent)
 
@@ -60,6 +67,15 @@ $(VENV_STAMP):
 $(VENDOR_STAMP): | $(VENV_STAMP)
 	$(VPY) scripts/vendor_collections.py --requirements $(BUNDLE) --dest $(COLLECTIONS) $(addprefix --collection ,$(VENDORED))
 	@rm -f $(COLLECTIONS)/.vendored-*
+	@touch $@
+
+min-venv: $(MIN_STAMP) ## A venv with the oldest supported ansible-core and libraries (for the installed-collection test)
+$(MIN_STAMP): | $(VENDOR_STAMP)
+	rm -rf $(MIN_VENV)
+	$(PYTHON) -m venv $(MIN_VENV)
+	$(VPY) scripts/min_requirements.py > $(MIN_VENV)/requirements.txt
+	$(MIN_VENV)/bin/python -m pip install --quiet --no-compile -r $(MIN_VENV)/requirements.txt \
+		-r $(COLLECTIONS)/ansible_collections/kubernetes/core/requirements.txt
 	@touch $@
 
 # ansible-playbook finds this checkout as homelab.longhorn_dr through this link.
@@ -84,7 +100,7 @@ units: all ## Unit tests only (tests/unit)
 
 # Exit code 5 (nothing collected) fails here: the smoke test always exists, so it means a broken collection.
 # PYTEST_WORKERS=0 runs serially (xdist needs test ids that are the same in every worker).
-pytest: all ## Unit and integration tests in one pytest run (integration needs no setup: it starts the lab)
+pytest: all $(MIN_STAMP) ## Unit and integration tests in one pytest run (integration needs no setup: it starts the lab)
 	@mkdir -p $(RUN_TMP)
 	TMPDIR=$(RUN_TMP) pytest -n $(PYTEST_WORKERS) --durations=15 tests/unit tests/integration
 
@@ -97,6 +113,16 @@ changelog: all ## Lint the changelog fragments
 
 build: all ## Build the collection tarball
 	ansible-galaxy collection build --force
+
+# The EE definition expects the tarball beside it (extensions/ee/execution-environment.yml), so both
+# are staged in $(EE_DIR)/definition; ansible-builder create needs no network, the image build does.
+ee-context: all ## Build context for an execution environment in .build/ee/context (then: podman build -t longhorn-dr-ee .build/ee/context)
+	rm -rf $(EE_DIR)
+	mkdir -p $(EE_DIR)/definition
+	cp extensions/ee/execution-environment.yml extensions/ee/requirements.yml $(EE_DIR)/definition/
+	ansible-galaxy collection build --force --output-path $(EE_DIR)
+	cp $(EE_DIR)/homelab-longhorn_dr-$(COLLECTION_VERSION).tar.gz $(EE_DIR)/definition/homelab-longhorn_dr.tar.gz
+	ansible-builder create --file $(EE_DIR)/definition/execution-environment.yml --context $(EE_DIR)/context --output-filename Containerfile
 
 TEST_STEPS := lint sanity pytest molecule
 test: ## Everything CI runs, in order; all steps run (FAIL_FAST=1 stops at the first failure), then a timing summary
@@ -171,5 +197,5 @@ clean: ## Remove test output and staged copies (keeps .venv and .collections)
 	rm -rf $(BUILD) tests/output .pytest_cache homelab-longhorn_dr-*.tar.gz
 
 distclean: clean ## Remove everything `make` built
-	rm -rf $(VENV) $(COLLECTIONS)
+	rm -rf $(VENV) $(MIN_VENV) $(COLLECTIONS)
 
