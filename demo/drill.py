@@ -16,6 +16,8 @@ playbooks' full output goes to log files, and the story prints what each step pr
 from __future__ import annotations
 
 import argparse
+import base64
+import dataclasses
 import json
 import logging
 import os
@@ -47,6 +49,25 @@ WORKLOADS = [
 ]
 
 
+@dataclasses.dataclass(frozen=True)
+class Installation:
+    """Where Ansible and the collection come from, and how the playbooks reach the cluster.
+
+    The default is this checkout with ``.venv``. The installed-collection test passes the built tarball,
+    installed into a clean collections path, with the oldest supported ansible-core and libraries, and
+    connects as AWX does: a bearer token (the Kubernetes credential) and the cluster state from the bucket.
+    """
+
+    ansible_playbook: pathlib.Path = ANSIBLE_PLAYBOOK
+    python: str = sys.executable
+    collections_path: pathlib.Path = REPO_ROOT / '.collections'
+    ansible_config: pathlib.Path | None = REPO_ROOT / 'ansible.cfg'
+    # 'kubeconfig' (K8S_AUTH_KUBECONFIG) or 'token' (K8S_AUTH_HOST, K8S_AUTH_API_KEY, K8S_AUTH_SSL_CA_CERT)
+    kubernetes_auth: str = 'kubeconfig'
+    # restore-cluster and verify-cluster read the cluster-state export from the bucket, not a local directory
+    cluster_state_from_bucket: bool = False
+
+
 class DrillFailed(Exception):
     """A step did not end as the story says it must."""
 
@@ -70,10 +91,11 @@ class Story:
 
 
 class Drill:
-    def __init__(self, workdir, method, story):
+    def __init__(self, workdir, method, story, installation=None):
         self.workdir = pathlib.Path(workdir)
         self.method = method
         self.story = story
+        self.installation = installation or Installation()
         self.logs = self.workdir / 'logs'
         self.logs.mkdir(parents=True, exist_ok=True)
         self.state_dir = self.workdir / 'cluster-state'
@@ -85,22 +107,43 @@ class Drill:
         env = {k: v for k, v in os.environ.items() if not k.startswith(('K8S_AUTH_', 'AWS_', 'ANSIBLE_', 'KUBECONFIG'))}
         tmp = self.workdir / 'tmp'
         tmp.mkdir(exist_ok=True)
+        installation = self.installation
         env.update(
-            PATH='%s%s%s' % (ANSIBLE_PLAYBOOK.parent, os.pathsep, env.get('PATH', '')),
-            ANSIBLE_CONFIG=str(REPO_ROOT / 'ansible.cfg'),
-            ANSIBLE_COLLECTIONS_PATH=str(REPO_ROOT / '.collections'),
+            PATH='%s%s%s' % (installation.ansible_playbook.parent, os.pathsep, env.get('PATH', '')),
+            ANSIBLE_COLLECTIONS_PATH=str(installation.collections_path),
+            # Only the collections path counts: not ~/.ansible, not a collection importable from sys.path.
+            ANSIBLE_COLLECTIONS_SCAN_SYS_PATH='false',
             ANSIBLE_STDOUT_CALLBACK='ansible.posix.json',
             ANSIBLE_NOCOLOR='1',
             ANSIBLE_LOCAL_TEMP=str(tmp / 'local'),
             ANSIBLE_REMOTE_TEMP=str(tmp / 'remote'),
             TMPDIR=str(tmp),
-            # What an AWX credential type injects: the playbooks read only these.
-            K8S_AUTH_KUBECONFIG=str(self.lab.kubeconfig),
+            # What AWX credentials inject: the playbooks read only these.
             AWS_ENDPOINT_URL=self.lab.s3_endpoint,
             AWS_ACCESS_KEY_ID=self.lab.access_key,
             AWS_SECRET_ACCESS_KEY=self.lab.secret_key,
         )
+        if installation.ansible_config is not None:
+            env['ANSIBLE_CONFIG'] = str(installation.ansible_config)
+        if installation.kubernetes_auth == 'token':
+            env.update(self.token_environment())
+        else:
+            env['K8S_AUTH_KUBECONFIG'] = str(self.lab.kubeconfig)
         return env
+
+    def token_environment(self):
+        """What AWX's "OpenShift or Kubernetes API Bearer Token" credential injects, taken from the lab's kubeconfig."""
+        import yaml
+
+        kubeconfig = yaml.safe_load(pathlib.Path(self.lab.kubeconfig).read_text(encoding='utf-8'))
+        ca_file = self.workdir / 'kubernetes-ca.crt'
+        ca_file.write_bytes(base64.b64decode(kubeconfig['clusters'][0]['cluster']['certificate-authority-data']))
+        return {
+            'K8S_AUTH_HOST': self.lab.api_server,
+            'K8S_AUTH_API_KEY': kubeconfig['users'][0]['user']['token'],
+            'K8S_AUTH_SSL_CA_CERT': str(ca_file),
+            'K8S_AUTH_VERIFY_SSL': 'true',
+        }
 
     def playbook(self, name, extra_vars=None, expect_failure=False):
         """Run a collection playbook (``homelab.longhorn_dr.<name>``) or a demo one; returns its JSON output."""
@@ -109,8 +152,8 @@ class Drill:
         vars_file = self.workdir / ('vars-%02d.json' % self.runs)
         vars_file.write_text(json.dumps(extra_vars or {}), encoding='utf-8')
         log = self.logs / ('%02d-%s.json' % (self.runs, name))
-        command = [str(ANSIBLE_PLAYBOOK), '-i', 'localhost,', '-e', 'ansible_connection=local',
-                   '-e', 'ansible_python_interpreter=%s' % sys.executable, '-e', '@%s' % vars_file, target]
+        command = [str(self.installation.ansible_playbook), '-i', 'localhost,', '-e', 'ansible_connection=local',
+                   '-e', 'ansible_python_interpreter=%s' % self.installation.python, '-e', '@%s' % vars_file, target]
         completed = subprocess.run(command, cwd=self.workdir, env=self.environment(), capture_output=True, text=True, check=False)
         log.write_text(completed.stdout + ('\n--- stderr ---\n' + completed.stderr if completed.stderr else ''), encoding='utf-8')
         try:
@@ -171,16 +214,18 @@ class Drill:
 
         story.chapter('Disaster: tear the cluster down (lab wipe-cluster; the bucket survives)')
         self.lab.wipe_cluster()
+        if self.installation.cluster_state_from_bucket:
+            # As in AWX, where each job runs in a fresh container: the export survives only in the bucket.
+            shutil.rmtree(self.state_dir)
         pvcs = self.lab.store.list('persistentvolumeclaims')[0]
         story.fact('PVCs left: %d, Longhorn volumes left: %d, Secrets with credentials: none'
                    % (len(pvcs), len(self.lab.store.list('volumes', 'longhorn-system')[0])))
 
         story.chapter('Restore the cluster (make restore-cluster, method %s)' % self.method)
         report_file = self.workdir / 'restore-report.json'
-        self.playbook('restore_cluster', {'restore_cluster_bucket': self.lab.bucket, 'restore_cluster_region': self.lab.region,
-                                          'restore_cluster_method': self.method, 'restore_cluster_cluster_state_dir': str(self.state_dir),
-                                          'restore_cluster_report_file': str(report_file), 'restore_cluster_plan_file':
-                                          str(self.workdir / 'restore-plan.json')})
+        self.playbook('restore_cluster', dict(self.cluster_state_source('restore_cluster'), **{
+            'restore_cluster_bucket': self.lab.bucket, 'restore_cluster_region': self.lab.region, 'restore_cluster_method': self.method,
+            'restore_cluster_report_file': str(report_file), 'restore_cluster_plan_file': str(self.workdir / 'restore-plan.json')}))
         report = json.loads(report_file.read_text(encoding='utf-8'))
         story.fact('%d PVCs back under their original names by %s, RTO %.1fs'
                    % (len(report['volumes']), report['method'], report['rto_seconds']))
@@ -194,8 +239,8 @@ class Drill:
 
         story.chapter('Verify against the baselines (make verify-cluster)')
         verify_file = self.workdir / 'verify-report.json'
-        self.playbook('verify_cluster', {'verify_restore_cluster_state_dir': str(self.state_dir), 'verify_restore_workloads': WORKLOADS,
-                                         'verify_restore_report_file': str(verify_file)})
+        self.playbook('verify_cluster', dict(self.cluster_state_source('verify_restore'), **{
+            'verify_restore_workloads': WORKLOADS, 'verify_restore_report_file': str(verify_file)}))
         verify = json.loads(verify_file.read_text(encoding='utf-8'))
         story.fact(verify_summary(verify))
 
@@ -205,6 +250,15 @@ class Drill:
         story.fact('RTO (restore-cluster): %.1fs; drill: %.0fs' % (report['rto_seconds'], time.monotonic() - story.started))
         story.fact('checked: PVCs bound to their restored volumes, workloads ready, %s rows, byte-identical files' % rows)
         return {'restore': report, 'verify': verify, 'claims': restored}
+
+    def cluster_state_source(self, role):
+        """The extra vars that point restore_cluster or verify_restore at the cluster-state export."""
+        if not self.installation.cluster_state_from_bucket:
+            return {role + '_cluster_state_dir': str(self.state_dir)}
+        source = {role + '_cluster_state_source': 'bucket'}
+        if role == 'verify_restore':
+            source.update(verify_restore_bucket=self.lab.bucket, verify_restore_region=self.lab.region)
+        return source
 
     def claims(self):
         return {'%s/%s' % (c['metadata']['namespace'], c['metadata']['name']): c['spec'].get('volumeName')
