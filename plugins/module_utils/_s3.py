@@ -127,8 +127,11 @@ def call_with_retry(func, *args, retries=4, delay=0.2, max_delay=3.0, sleep=time
 def s3_client(params, max_pool_connections=16, connect_timeout=5, read_timeout=30, extra_config=None):
     """A path-style S3 client (MinIO default) from module params; botocore retries are off, we retry ourselves.
 
-    ``extra_config`` adds botocore Config settings, e.g. ``request_checksum_calculation``.
+    ``extra_config`` adds botocore Config settings, e.g. ``request_checksum_calculation``. Settings that the
+    installed botocore does not know are left out: the checksum settings came with botocore 1.36, and older
+    versions already behave as ``when_required`` (checksums only where an operation requires one).
     """
+    extra_config = {key: value for key, value in (extra_config or {}).items() if key in Config.OPTION_DEFAULTS}
     config = Config(
         s3={"addressing_style": "path"},
         signature_version="s3v4",
@@ -137,7 +140,7 @@ def s3_client(params, max_pool_connections=16, connect_timeout=5, read_timeout=3
         max_pool_connections=max_pool_connections,
         connect_timeout=connect_timeout,
         read_timeout=read_timeout,
-        **(extra_config or {})
+        **extra_config
     )
     verify = params.get("validate_certs", True)
     if verify and params.get("ca_bundle"):

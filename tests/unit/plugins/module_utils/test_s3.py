@@ -131,6 +131,30 @@ def test_s3_client_is_path_style_and_takes_extra_config(tmp_path):
     assert SECRET not in repr(client)
 
 
+def test_s3_client_leaves_out_settings_an_older_botocore_lacks(monkeypatch):
+    # botocore < 1.36 has no checksum settings and its Config refuses unknown keywords (meta/ee-requirements.txt
+    # allows botocore 1.34); it already computes checksums only where required.
+    class OlderConfig:
+        OPTION_DEFAULTS = {key: value for key, value in _s3.Config.OPTION_DEFAULTS.items() if "checksum" not in key}
+
+        def __init__(self, **kwargs):
+            unknown = set(kwargs) - set(self.OPTION_DEFAULTS) - {"s3", "retries", "signature_version"}
+            if unknown:
+                raise TypeError("Got unexpected keyword argument '%s'" % unknown.pop())
+            self.kwargs = kwargs
+
+    class Session:
+        def client(self, service, **kwargs):
+            return kwargs
+
+    monkeypatch.setattr(_s3, "Config", OlderConfig)
+    monkeypatch.setattr(_s3.boto3.session, "Session", Session)
+    params = {"endpoint_url": "http://127.0.0.1:9000", "access_key": "a", "secret_key": "b", "region": "us-east-1"}
+    client = _s3.s3_client(params, extra_config={"request_checksum_calculation": "when_required", "tcp_keepalive": True})
+    assert client["config"].kwargs["tcp_keepalive"] is True
+    assert "request_checksum_calculation" not in client["config"].kwargs
+
+
 def test_s3_client_rejects_a_malformed_endpoint():
     with pytest.raises(ValueError, match="not a url"):
         _s3.s3_client({"endpoint_url": "not a url", "access_key": "a", "secret_key": "b"})
