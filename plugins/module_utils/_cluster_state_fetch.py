@@ -127,4 +127,3 @@ def download(client, bucket, base, manifest):
 def same_export(local_manifest, local_files_ok, manifest):
     """Whether the directory already holds this export, every file intact."""
     return bool(local_files_ok) and local_manifest == manifest
-

@@ -601,8 +601,7 @@ class Fetcher:
         self.s3_factory = s3_factory or (lambda: s3_client(s3_params(self.params)))
 
     def options(self):
-        refused = [name for name, value in (("upload", self.params["upload"]), ("max_age", self.params["max_age"]),
-                                             ("baselines", self.params["baselines"])) if value]
+        refused = [name for name in ("upload", "max_age", "baselines") if self.params[name]]
         if refused:
             raise LonghornError("%s only apply to state=present, not to state=fetched" % ", ".join(refused))
         if ".." in (self.params["upload_prefix"] or "").split("/"):

@@ -14,7 +14,6 @@ makes the fetch fail naming the file; bad source settings fail before anything i
 from __future__ import annotations
 
 import base64
-import json
 import os
 import shutil
 

@@ -80,8 +80,8 @@ def test_exports_under_another_prefix_are_not_seen():
 
 def test_no_complete_export_is_a_clear_error_naming_the_incomplete_ones():
     s3 = FakeS3(export("20261122T010000Z", manifest=False))
-    with pytest.raises(fetch.FetchError, match=r"no complete cluster-state export .* under s3://backups/cluster-state/ "
-                                                r"\(only 1 incomplete export\(s\) without a manifest: 20261122T010000Z\)"):
+    expected = r"no complete cluster-state export .* under s3://backups/cluster-state/ \(only 1 incomplete export\(s\) without a manifest: 20261122T010000Z\)"
+    with pytest.raises(fetch.FetchError, match=expected):
         fetch.locate(s3, BUCKET, PREFIX)
     with pytest.raises(fetch.FetchError, match="no complete cluster-state export"):
         fetch.locate(FakeS3(), BUCKET, PREFIX)
