@@ -157,7 +157,7 @@ def _survey_items():
 
 
 def _injected_extra_vars():
-    return {name: value for _, ctype in _credential_types() for name, value in ctype['injectors'].get('extra_vars', {}).items()}
+    return {name: value for _name, ctype in _credential_types() for name, value in ctype['injectors'].get('extra_vars', {}).items()}
 
 
 def _bool_string(value):
@@ -333,7 +333,7 @@ def test_job_template_credentials(template):
     read = set(ENV_LOOKUP.findall(text))
     for role in roles:
         read |= set(ENV_LOOKUP.findall((REPO / 'roles' / role / 'defaults' / 'main.yml').read_text(encoding='utf-8')))
-    injected = {env for _, ctype in _credential_types() for env in ctype['injectors'].get('env', {})}
+    injected = {env for _name, ctype in _credential_types() for env in ctype['injectors'].get('env', {})}
     assert ('s3' in template['credentials']) == bool(read & injected), f'{template["name"]}: reads {sorted(read)}'
     assert ('kubernetes' in template['credentials']) == ('K8S_AUTH_KUBECONFIG' in read), f'{template["name"]}: reads {sorted(read)}'
 
