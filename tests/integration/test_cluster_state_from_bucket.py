@@ -19,7 +19,6 @@ import shutil
 
 import pytest
 
-from tests.integration.conftest import REPO_ROOT
 from tests.integration.test_cluster_state import _keys, _s3, start_app
 from tests.integration.test_longhorn_volume_backup import _wait, setup_backups
 
@@ -50,8 +49,10 @@ def aws_env(lab):
     return {'AWS_ENDPOINT_URL': lab.s3_endpoint, 'AWS_ACCESS_KEY_ID': lab.access_key, 'AWS_SECRET_ACCESS_KEY': lab.secret_key}
 
 
-def verify(run_playbook, lab, **extra):
+def verify(run_playbook, lab, tmp_path, **extra):
+    # The directory is not there, as in AWX: with source bucket it must not be read.
     extra_vars = {'longhorn_dr_kubeconfig': str(lab.kubeconfig), 'verify_restore_wait_timeout': 20,
+                  'verify_restore_cluster_state_dir': str(tmp_path / 'export'),
                   'verify_restore_cluster_state_source': 'bucket', 'verify_restore_bucket': lab.bucket,
                   'verify_restore_region': lab.region, **extra}
     return run_playbook('homelab.longhorn_dr.verify_cluster', extra_vars=extra_vars, env=aws_env(lab))
@@ -72,7 +73,6 @@ def test_restore_and_verify_from_the_bucket(lab, run_playbook, tmp_path):
     s3.put_object(Bucket=lab.bucket, Key=UNFINISHED, Body=b'apiVersion: v1\nkind: List\nitems: []\n')
     # As in AWX: no local export survives, and the cluster is gone; the bucket survives.
     shutil.rmtree(local)
-    assert not (REPO_ROOT / 'cluster-state').exists(), 'the verify_cluster playbook default dir must not exist for this test'
     lab.wipe_cluster()
 
     # Bad settings fail before anything is fetched or written, naming the value.
@@ -81,7 +81,7 @@ def test_restore_and_verify_from_the_bucket(lab, run_playbook, tmp_path):
     assert bad.rc != 0 and lab.writes_since(mark) == [], str(bad)
     message = bad.task_result(RESTORE + 'Check the bucket of the cluster-state export')['msg']
     assert 'restore_cluster_cluster_state_source is bucket, so restore_cluster_bucket is needed' in message, message
-    unknown = verify(run_playbook, lab, verify_restore_cluster_state_source='s3')
+    unknown = verify(run_playbook, lab, tmp_path, verify_restore_cluster_state_source='s3')
     assert unknown.rc != 0, str(unknown)
     errors = [e for t in unknown.tasks() for e in t['hosts']['localhost'].get('argument_errors') or []]
     assert errors == ['value of verify_restore_cluster_state_source must be one of: dir, bucket, got: s3'], str(unknown)
@@ -105,7 +105,7 @@ def test_restore_and_verify_from_the_bucket(lab, run_playbook, tmp_path):
     # Verification against the baselines of the bucket's manifest, credentials from the environment as AWX sets them.
     redeploy_app(lab)
     mark = lab.audit_mark()
-    checked = verify(run_playbook, lab, verify_restore_workloads=[{'kind': 'Deployment', 'namespace': NS, 'name': 'app'}])
+    checked = verify(run_playbook, lab, tmp_path, verify_restore_workloads=[{'kind': 'Deployment', 'namespace': NS, 'name': 'app'}])
     assert checked.rc == 0, str(checked)
     assert lab.writes_since(mark) == [], 'verification wrote to the cluster'
     verdict = checked.task_result(VERIFY + 'Judge the restore')['ansible_facts']['verify_restore__result']
@@ -118,14 +118,15 @@ def test_restore_and_verify_from_the_bucket(lab, run_playbook, tmp_path):
     # Check mode fetches too (into a temporary directory only) and verifies the same, writing nothing to the cluster.
     mark = lab.audit_mark()
     dry = run_playbook('homelab.longhorn_dr.verify_cluster', check=True, env=aws_env(lab), extra_vars={
-        'longhorn_dr_kubeconfig': str(lab.kubeconfig), 'verify_restore_cluster_state_source': 'bucket', 'verify_restore_bucket': lab.bucket})
+        'longhorn_dr_kubeconfig': str(lab.kubeconfig), 'verify_restore_cluster_state_dir': str(tmp_path / 'export'),
+        'verify_restore_cluster_state_source': 'bucket', 'verify_restore_bucket': lab.bucket})
     assert dry.rc == 0 and lab.writes_since(mark) == [], str(dry)
     assert dry.task_result(VERIFY + 'Judge the restore')['ansible_facts']['verify_restore__result']['passed'] is True
 
     # A damaged file in the bucket: the fetch fails naming it, and nothing is verified against a partial export.
     key = base + 'volumes.yaml'
     s3.put_object(Bucket=lab.bucket, Key=key, Body=s3.get_object(Bucket=lab.bucket, Key=key)['Body'].read() + b'# edited\n')
-    damaged = verify(run_playbook, lab)
+    damaged = verify(run_playbook, lab, tmp_path)
     assert damaged.rc != 0, str(damaged)
     failure = damaged.task_result(VERIFY + FETCH)
     assert failure['failed'] is True and failure['msg'].startswith(f'volumes.yaml in the export s3://{lab.bucket}/{base} is damaged'), failure
