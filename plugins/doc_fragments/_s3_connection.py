@@ -55,6 +55,7 @@ options:
   ca_bundle:
     description:
       - A PEM file with the CA certificates to trust instead of the system ones, like C(AWS_CERT) for Longhorn.
+      - If not set, the value of the E(AWS_CA_BUNDLE) environment variable is used.
       - Ignored when O(validate_certs=false).
     type: path
     aliases: [aws_ca_bundle]

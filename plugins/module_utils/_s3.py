@@ -14,6 +14,8 @@ import random
 import time
 import traceback
 
+from ansible.module_utils.basic import env_fallback
+
 try:
     import boto3
     import botocore
@@ -43,7 +45,9 @@ S3_CONNECTION_ARG_SPEC = dict(
     session_token=dict(type="str", aliases=["aws_session_token"], no_log=True),
     region=dict(type="str", default="us-east-1", aliases=["aws_region"]),
     validate_certs=dict(type="bool", default=True),
-    ca_bundle=dict(type="path", aliases=["aws_ca_bundle"]),
+    # As amazon.aws: the environment's AWS_CA_BUNDLE when the option is not set (botocore itself ignores it
+    # once verify= is passed, which s3_client always does).
+    ca_bundle=dict(type="path", aliases=["aws_ca_bundle"], fallback=(env_fallback, ["AWS_CA_BUNDLE"])),
     bucket=dict(type="str", required=True),
     prefix=dict(type="str", default=""),
 )

@@ -158,3 +158,20 @@ def test_s3_client_leaves_out_settings_an_older_botocore_lacks(monkeypatch):
 def test_s3_client_rejects_a_malformed_endpoint():
     with pytest.raises(ValueError, match="not a url"):
         _s3.s3_client({"endpoint_url": "not a url", "access_key": "a", "secret_key": "b"})
+
+
+def test_ca_bundle_falls_back_to_aws_ca_bundle(monkeypatch, tmp_path):
+    from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+
+    ca_bundle = tmp_path / "minio-ca.pem"
+    ca_bundle.write_text("-----BEGIN CERTIFICATE-----\n")
+    params = {"endpoint_url": "https://minio.lan:9000", "bucket": "backups"}
+    monkeypatch.setenv("AWS_CA_BUNDLE", str(ca_bundle))
+    validated = ArgumentSpecValidator(_s3.S3_CONNECTION_ARG_SPEC).validate(dict(params))
+    assert not validated.error_messages, validated.error_messages
+    assert validated.validated_parameters["ca_bundle"] == str(ca_bundle)
+    # An explicit option wins over the environment.
+    validated = ArgumentSpecValidator(_s3.S3_CONNECTION_ARG_SPEC).validate(dict(params, ca_bundle="/etc/ssl/own.pem"))
+    assert validated.validated_parameters["ca_bundle"] == "/etc/ssl/own.pem"
+    monkeypatch.delenv("AWS_CA_BUNDLE")
+    assert ArgumentSpecValidator(_s3.S3_CONNECTION_ARG_SPEC).validate(dict(params)).validated_parameters["ca_bundle"] is None
