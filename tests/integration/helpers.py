@@ -44,6 +44,7 @@ DEVELOPER_LEFTOVERS = (
     '.build/sanity/x.txt', '.cache/x', '.pytest_cache/v/cache/lastfailed', 'tests/output/junit.xml', '.lab/lab.json',
     'drill.lab-state/lab.json', 'plugins/modules/__pycache__/longhorn_backup_info.cpython-311.pyc', 'bench/results/run.json',
     'collections/ansible_collections/homelab/longhorn_dr/galaxy.yml', 'homelab-longhorn_dr-0.9.0.tar.gz', '.ansible/tmp/x',
+    'cluster-state/manifest.json',
 )
 
 
