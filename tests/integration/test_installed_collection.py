@@ -89,6 +89,8 @@ def test_installed_copy_documents_every_plugin(tarball, tmp_path):
     filter_docs = json.loads(run_tool([VENV_BIN / 'ansible-doc', '-t', 'filter', '--json', *listed], env=env, cwd=tmp_path).stdout)
     assert sorted(filter_docs) == sorted(listed)
     for name, doc in filter_docs.items():
+        # Its own documentation, not that of another filter in the same file.
+        assert 'homelab.longhorn_dr.' + doc['doc']['name'] == name, (name, doc['doc']['name'])
         assert doc['doc']['short_description'] and doc['examples'] and doc['return'], name
 
 
