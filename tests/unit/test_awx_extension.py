@@ -21,6 +21,7 @@ collection really reads, all of it parsed from the repository (role ``meta/argum
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 import re
@@ -413,6 +414,46 @@ def test_syntax_check(playbooks):
     result = subprocess.run([str(binary), '--syntax-check'] + [str(playbook) for playbook in playbooks], cwd=REPO, env=env,
                             capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_configure_awx_module_arguments(tmp_path):
+    """Every awx.awx task of configure_awx.yml passes the module's argument validation.
+
+    There is no AWX here: a copy of the play, with every task allowed to fail and no_log off (only placeholder
+    inputs), runs against an address nothing listens on. A module whose arguments are valid gets as far as
+    connecting; a wrong option name, type or choice fails before that, with another message.
+    """
+    plays = _load(AWX / 'configure_awx.yml')
+    awx_tasks = []
+    for task in plays[0]['tasks']:
+        task['ignore_errors'] = True
+        task.pop('no_log', None)
+        if any(key.startswith('awx.awx.') for key in task):
+            awx_tasks.append(task['name'])
+    assert awx_tasks, 'configure_awx.yml has no awx.awx task'
+    copy = tmp_path / 'configure_awx.yml'
+    copy.write_text(yaml.safe_dump(plays, sort_keys=False), encoding='utf-8')
+    # The copy finds the data files where the original does: next to it.
+    for data in ('credential_types', 'job_templates.yml'):
+        (tmp_path / data).symlink_to(AWX / data)
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(REPO / '.collections'), ANSIBLE_CONFIG=str(REPO / 'ansible.cfg'),
+               ANSIBLE_STDOUT_CALLBACK='ansible.posix.json', ANSIBLE_JSON_INDENT='0', ANSIBLE_NOCOLOR='1',
+               CONTROLLER_HOST='https://127.0.0.1:9', CONTROLLER_OAUTH_TOKEN='not-a-token', CONTROLLER_VERIFY_SSL='false')
+    for name in ('CONTROLLER_USERNAME', 'CONTROLLER_PASSWORD', 'TOWER_HOST', 'TOWER_OAUTH_TOKEN'):
+        env.pop(name, None)
+    command = [str(pathlib.Path(sys.executable).parent / 'ansible-playbook'), str(copy),
+               '-e', 'longhorn_dr_awx_ee_image=registry.invalid/longhorn-dr-ee:1',
+               '-e', 'longhorn_dr_awx_project_scm_url=https://git.invalid/longhorn-dr.git']
+    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180, check=False)
+    document = json.loads(result.stdout[result.stdout.index('{'):]) if '{' in result.stdout else {}
+    ran = {}
+    for task in [task for play in document.get('plays', []) for task in play['tasks']]:
+        host = task['hosts'].get('localhost', {})
+        ran[task['task']['name']] = [item.get('msg', '') for item in host.get('results', [host])]
+    for name in awx_tasks:
+        assert ran.get(name), f'{name} did not run:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}'
+        for message in ran[name]:
+            assert 'trying to connect to https://127.0.0.1:9' in str(message), f'{name}: {message}'
 
 
 def test_configure_awx_uses_the_data_files():
