@@ -16,7 +16,8 @@ collection really reads, all of it parsed from the repository (role ``meta/argum
 * the injectors render (as AWX does, in a Jinja sandbox) into the URL and values the roles expect;
 * inputs that feed credentials are ``secret: true``;
 * every job template's playbook is a wrapper in extensions/awx/project/ importing an existing playbook;
-* configure_awx.yml and the wrappers pass ``ansible-playbook --syntax-check`` with the vendored awx.awx.
+* configure_awx.yml and the wrappers pass ``ansible-playbook --syntax-check`` with the vendored awx.awx, and every
+  awx.awx task of configure_awx.yml passes its module's argument validation.
 """
 
 from __future__ import annotations
