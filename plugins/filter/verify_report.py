@@ -22,9 +22,10 @@ description:
   - Each application check (a command run with M(kubernetes.core.k8s_exec)) must exit 0 and print what is expected,
     or a number within the tolerance.
   - Anything that cannot be read is a failure, never a pass.
-  - The same file provides C(verify_restore_plan) (the checks and baselines to run, each with the pod to run in) and
-    C(restore_app_plan) (the single-app restore plan of the P(homelab.longhorn_dr.restore_app#role) role); see their
-    docstrings.
+  - The same file provides P(homelab.longhorn_dr.verify_restore_plan#filter) (the checks and baselines to run, each with
+    the pod to run in), P(homelab.longhorn_dr.restore_app_plan#filter) (the single-app restore plan of the
+    P(homelab.longhorn_dr.restore_app#role) role), P(homelab.longhorn_dr.restore_app_mapping#filter) and
+    P(homelab.longhorn_dr.restore_app_objects#filter); each has its own documentation.
 positional: _input
 options:
   _input:
