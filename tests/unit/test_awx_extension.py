@@ -202,12 +202,15 @@ def test_injectors_only_use_inputs(name, ctype):
 
 @pytest.mark.parametrize('name,ctype', _credential_types())
 def test_env_injectors_are_read(name, ctype):
-    """Each injected environment variable is read by some role default or playbook."""
+    """Each injected environment variable is read by some role default, playbook or module option fallback."""
     read = set()
     for path in list(REPO.glob('roles/*/defaults/main.yml')) + list(REPO.glob('playbooks/*.yml')):
         read |= set(ENV_LOOKUP.findall(path.read_text(encoding='utf-8')))
+    for path in REPO.glob('plugins/module_utils/*.py'):
+        for names in re.findall(r'env_fallback,\s*\[([^\]]*)\]', path.read_text(encoding='utf-8')):
+            read |= set(re.findall(r'"([A-Z0-9_]+)"', names))
     unread = sorted(set(ctype['injectors'].get('env', {})) - read)
-    assert not unread, f'{name}: injects {unread}, which no role default or playbook reads'
+    assert not unread, f'{name}: injects {unread}, which no role default, playbook or module option reads'
 
 
 @pytest.mark.parametrize('name,ctype', _credential_types())
