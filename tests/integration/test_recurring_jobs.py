@@ -61,6 +61,16 @@ def test_bad_cron_is_refused_before_any_write(lab, run_playbook):
         assert recurring_job(lab, "good-job") is None
 
 
+def test_string_booleans_from_extra_vars_or_awx_surveys(lab, run_playbook):
+    # `-e flag=false` and AWX surveys give the string "false", which Jinja alone would take as true.
+    run = run_playbook("recurring_jobs.yml", extra_vars={"recurring_jobs_system_backup_enabled": "false"})
+    assert run.rc == 0, run
+    assert recurring_job(lab, "system-backup") is None
+    run = run_playbook("recurring_jobs.yml", extra_vars={"recurring_jobs_system_backup_enabled": "true"})
+    assert run.rc == 0, run
+    assert recurring_job(lab, "system-backup") is not None
+
+
 def test_configure_backups_playbook_end_to_end(lab, run_playbook):
     extra = {
         "longhorn_dr_kubeconfig": str(lab.kubeconfig),
