@@ -450,6 +450,22 @@ def text(data):
     return "" if data is None else data.decode("utf-8", errors="replace")
 
 
+def file_diffs(dest, planned, obsolete):
+    """The files of ``planned`` whose content differs from what ``dest`` holds, and the diff entries for them and for the
+    ``obsolete`` files to remove: ``(changes, diffs)``."""
+    changes, diffs = [], []
+    for name, data in planned:
+        path = os.path.join(dest, name)
+        before = read_file(path)
+        if before != data:
+            changes.append((path, data))
+            diffs.append({"before_header": path, "after_header": path, "before": text(before), "after": text(data)})
+    for name in obsolete:
+        path = os.path.join(dest, name)
+        diffs.append({"before_header": path, "after_header": "%s (removed)" % path, "before": text(read_file(path)), "after": ""})
+    return changes, diffs
+
+
 def s3_params(params):
     s3 = {key: params.get(key) for key in S3_CONNECTION_ARG_SPEC}
     s3["validate_certs"] = params["s3_validate_certs"]
@@ -524,17 +540,7 @@ class Exporter:
         manifest_data = cs.dump_manifest(manifest)
         planned = [(name, contents[name]) for name in sorted(contents)] + [(cs.MANIFEST_NAME, manifest_data)]
         obsolete = [name for name in cs.EXPORT_FILES if name not in contents and os.path.exists(os.path.join(self.dest, name))]
-        diffs = []
-        changes = []
-        for name, data in planned:
-            path = os.path.join(self.dest, name)
-            before = read_file(path)
-            if before != data:
-                changes.append((path, data))
-                diffs.append({"before_header": path, "after_header": path, "before": text(before), "after": text(data)})
-        for name in obsolete:
-            path = os.path.join(self.dest, name)
-            diffs.append({"before_header": path, "after_header": "%s (removed)" % path, "before": text(read_file(path)), "after": ""})
+        changes, diffs = file_diffs(self.dest, planned, obsolete)
         if self.module._diff:
             result["diff"] = diffs
         if self.module.check_mode:
@@ -643,15 +649,7 @@ class Fetcher:
         old_names = set((existing or {}).get("files") or {}) | set(cs.EXPORT_FILES)
         obsolete = sorted(name for name in old_names if name not in contents and fetch.FILE_NAME.match(name)
                           and os.path.isfile(os.path.join(self.dest, name)))
-        diffs = []
-        for name, data in planned:
-            path = os.path.join(self.dest, name)
-            before = read_file(path)
-            if before != data:
-                diffs.append({"before_header": path, "after_header": path, "before": text(before), "after": text(data)})
-        for name in obsolete:
-            path = os.path.join(self.dest, name)
-            diffs.append({"before_header": path, "after_header": "%s (removed)" % path, "before": text(read_file(path)), "after": ""})
+        diffs = file_diffs(self.dest, planned, obsolete)[1]
         if self.module._diff:
             result["diff"] = diffs
         try:
