@@ -373,8 +373,9 @@ def test_api_faults_retried_and_partial_failure_reported(lab, run_playbook):
     final = result.task_result(ROLE + 'Fail when any volume or claim did not come back')
     assert final.get('failed') is True and f'{APPS}/{broken_claim}' in final['msg'], final
     assert result.failures() == 1, 'the playbook must fail once, at the end, not at the volume'
-    last = [t['task']['name'] for t in result.tasks()][-1]
-    assert last == ROLE + 'Fail when any volume or claim did not come back', last
+    # The last task that ran (the cleanup in the role's always: section is skipped here: no fetched export).
+    ran = [t['task']['name'] for t in result.tasks() if not all(h.get('skipped') for h in t['hosts'].values())]
+    assert ran[-1] == ROLE + 'Fail when any volume or claim did not come back', ran[-3:]
 
     # The others complete: bound, with their data; the failed volume has no PV and no claim.
     claims = _claims(lab)
