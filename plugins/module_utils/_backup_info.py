@@ -215,6 +215,8 @@ def volume_entry(volume, backups, now):
         "size": to_int(spec.get("size")),
         "state": status.get("state") or "",
         "robustness": status.get("robustness") or "",
+        # ref §1.5: what the data occupies; the gate uses it to tell an unclaimed volume holding data from an empty one.
+        "actual_size": to_int(status.get("actualSize")),
         "access_mode": spec.get("accessMode") or "rwo",
         "data_engine": spec.get("dataEngine") or "v1",
         "backup_target": spec.get("backupTargetName") or DEFAULT_BACKUP_TARGET,

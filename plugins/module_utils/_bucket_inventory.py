@@ -56,6 +56,9 @@ WRITE_PROBE_NAME = ".longhorn-dr-write-probe-"
 # The manifest of one cluster-state export (homelab.longhorn_dr.cluster_state), written after its files.
 CLUSTER_STATE_MANIFEST = "manifest.json"
 MAX_AGE_HELP = "use seconds or a duration such as 90s, 30m, 24h, 1d, 2w or 1h30m"
+# How far a backup or export time may lie after the clock it is measured against before it counts as
+# a clock problem rather than as fresh (the 5 minutes of Kerberos' default clock skew).
+FUTURE_TOLERANCE_SECONDS = 300
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _DURATION = re.compile(r"^(?:\d+[smhdw])+$")
 _DURATION_PART = re.compile(r"(\d+)([smhdw])")
@@ -104,6 +107,11 @@ def parse_max_age(value):
     if seconds <= 0:
         raise InvalidOption("max_age: %r is not a positive duration; %s" % (value, MAX_AGE_HELP))
     return seconds
+
+
+def is_fresh(age_seconds, max_age, future_tolerance=FUTURE_TOLERANCE_SECONDS):
+    """Fresh: a known age no older than ``max_age`` and not further in the future than ``future_tolerance``."""
+    return age_seconds is not None and -future_tolerance <= age_seconds <= max_age
 
 
 def format_duration(seconds):
@@ -274,23 +282,36 @@ class BucketInspector:
         return datetime.datetime.now(datetime.timezone.utc)
 
     # ---- listing -----------------------------------------------------------------------
+    def list_pages(self, prefix, action):
+        """Every object of a paginated LIST under ``prefix``, page by page, with each page's server time.
+
+        A page that says it is truncated but gives no continuation token would end the listing early and
+        hide objects, so it is an error (fail closed), never the end of the listing.
+        """
+        kwargs = {"Bucket": self.bucket, "Prefix": prefix}
+        while True:
+            page = self._call(action, self.client.list_objects_v2, **kwargs)
+            yield page
+            token = page.get("NextContinuationToken")
+            if not page.get("IsTruncated"):
+                return
+            if not token:
+                raise S3Error("Failed to %s: the listing was cut short (IsTruncated without NextContinuationToken); "
+                              "objects after %r are unknown" % (action, (page.get("Contents") or [{}])[-1].get("Key")),
+                              code="TruncatedListing")
+            kwargs["ContinuationToken"] = token
+
     def list_backupstore(self):
         """One paginated LIST of every key under the backupstore root (no delimiter).
 
         The first failing page raises S3Error, which is how access problems are detected.
         """
         listing = Listing(self.root)
-        action = "list objects in bucket %s" % self.bucket
-        kwargs = {"Bucket": self.bucket, "Prefix": self.root}
-        while True:
-            page = self._call(action, self.client.list_objects_v2, **kwargs)
+        for page in self.list_pages(self.root, "list objects in bucket %s" % self.bucket):
             listing.server_time = _server_time(page) or listing.server_time
             for obj in page.get("Contents") or ():
                 listing.add(obj["Key"], int(obj.get("Size") or 0), _aware(obj.get("LastModified")))
-            token = page.get("NextContinuationToken")
-            if not page.get("IsTruncated") or not token:
-                return listing
-            kwargs["ContinuationToken"] = token
+        return listing
 
     # ---- bucket settings ---------------------------------------------------------------
     def bucket_settings(self):
@@ -388,19 +409,13 @@ class BucketInspector:
         result = {"found": False, "key": None, "exported_at": None, "age_seconds": None, "format": None, "error": None,
                   "exports": 0}
         manifests = []
-        kwargs = {"Bucket": self.bucket, "Prefix": root}
         try:
-            while True:
-                page = self._call("list objects in bucket %s under %s" % (self.bucket, root or "/"), self.client.list_objects_v2, **kwargs)
+            for page in self.list_pages(root, "list objects in bucket %s under %s" % (self.bucket, root or "/")):
                 for obj in page.get("Contents") or ():
                     rest = obj["Key"][len(root):]
                     folder, _slash, name = rest.partition("/")
                     if folder and name == CLUSTER_STATE_MANIFEST:
                         manifests.append(obj["Key"])
-                token = page.get("NextContinuationToken")
-                if not page.get("IsTruncated") or not token:
-                    break
-                kwargs["ContinuationToken"] = token
         except S3Error as exc:
             result["error"] = str(exc)
             return result
@@ -432,7 +447,8 @@ class BucketInspector:
             return result
         exported = exported.replace(microsecond=0)
         result["exported_at"] = _iso(exported)
-        result["age_seconds"] = max(int((now - exported).total_seconds()), 0)
+        # Negative when the export's time is after the S3 server's clock: a clock problem the gate refuses.
+        result["age_seconds"] = int((now - exported).total_seconds())
         return result
 
     # ---- the whole check ---------------------------------------------------------------
@@ -477,6 +493,7 @@ class BucketInspector:
             state_future = pool.submit(self.cluster_state, cluster_state_prefix, now) if cluster_state_prefix is not None else None
             volumes, volume_problems = inventory.volumes(now)
             result["integrity"] = inventory.integrity()
+            inventory.annotate_integrity(volumes)
             system_backups, system_problems = inventory.system_backups()
             result["integrity"]["system_backup_failures"] = sum(1 for item in system_backups
                                                                 if item["checksum"] in ("mismatch", "missing_zip"))
@@ -491,8 +508,7 @@ class BucketInspector:
         result["system_backups"] = system_backups
         result["problems"] = problems
         if max_age is not None:
-            result["stale"] = [volume["name"] for volume in volumes
-                               if volume["last_backup_age"] is None or volume["last_backup_age"] > max_age]
+            result["stale"] = [volume["name"] for volume in volumes if not is_fresh(volume["last_backup_age"], max_age)]
         if expected_volumes:
             backed_up = {volume["name"] for volume in volumes if volume["last_backup_name"]}
             result["missing"] = sorted(set(expected_volumes) - backed_up)
@@ -519,6 +535,7 @@ class Inventory:
         self.cfg_futures = {}       # (volume dir path, backup name) -> future of (decoded cfg, error)
         self.backup_cfgs = {}       # volume dir path -> {backup name: decoded cfg}
         self.block_plans = {}       # volume dir path -> what the integrity check found or queued
+        self.volume_damage = {}     # volume dir path -> {backup name: {"missing_blocks": n, "corrupt_blocks": n}}
         self.system_pending = {}
         self._plans_lock = threading.Condition()
         self._plans_pending = 0
@@ -623,6 +640,7 @@ class Inventory:
         entries = []
         for volume, cfg in ready:
             read = {}
+            unreadable = []
             for name in volume.backups:
                 future = self.cfg_futures.get((volume.path, name))
                 if future is None:
@@ -630,12 +648,15 @@ class Inventory:
                 decoded, error = future.result()
                 if decoded is None:
                     if not (isinstance(error, S3Error) and error.kind == "missing"):
+                        unreadable.append(name)
                         problems.append(_problem(volume.name, "invalid_backup_cfg",
                                                  "cannot read backup cfg %s: %s" % (volume.backups[name][0], error)))
                     continue
                 read[name] = decoded
             lock_states = [future.result() for future in locks.get(volume.path, ())]
             entry, volume_problems = self._volume_entry(volume, cfg, read, lock_states, now)
+            entry["unreadable_backups"] = sorted(unreadable)
+            entry["path"] = volume.path
             entries.append(entry)
             problems.extend(volume_problems)
         entries.sort(key=lambda item: item["name"])
@@ -695,7 +716,8 @@ class Inventory:
             "pv_name": status.get("pvName") or None,
             "last_backup_name": newest_name,
             "last_backup_at": _iso(newest_at),
-            "last_backup_age": max(age, 0) if age is not None else None,
+            # Negative when the backup's time is after the S3 server's clock (clock skew): never clamped to 0.
+            "last_backup_age": age,
             "backup_count": len(volume.backups) - len(incomplete),
             "incomplete_backups": len(incomplete),
             "compression": cfg["CompressionMethod"],
@@ -731,7 +753,8 @@ class Inventory:
         return entries, problems
 
     def _system_backup(self, version, name, objects, check_zips):
-        entry = {"name": name, "version": version, "created": None, "checksum": "not_checked", "zip_size": None}
+        entry = {"name": name, "version": version, "created": None, "checksum": "not_checked", "zip_size": None,
+                 "backup_target_url": None}
         try:
             cfg = bs.decode_system_backup_cfg(self.inspector.fetch(objects["cfg"][0]))
         except (S3Error, bs.BackupstoreFormatError) as exc:
@@ -739,6 +762,8 @@ class Inventory:
         entry["name"] = cfg.get("Name") or name
         entry["version"] = cfg.get("LonghornVersion") or version
         entry["created"] = _iso(cfg.get("CreatedAtParsed"))
+        # A system restore downloads the zip from this URL, not from the current target (ref §10 addendum).
+        entry["backup_target_url"] = cfg.get("BackupTargetURL") or None
         if objects["zip"] is None:
             entry["checksum"] = "missing_zip"
             return entry, None
@@ -852,7 +877,24 @@ class Inventory:
         cfgs = self.block_plans[volume.path]["cfgs"]
         backups = sorted(name for name, decoded in cfgs.items()
                          if any(block.get("BlockChecksum") == checksum for block in decoded["Blocks"]))
+        # Exact per-backup counts, whatever the bounded lists of the report keep.
+        counts = self.volume_damage.setdefault(volume.path, {})
+        kind = "missing_blocks" if reason == "missing from the bucket" else "corrupt_blocks"
+        for name in backups:
+            counts.setdefault(name, {"missing_blocks": 0, "corrupt_blocks": 0})[kind] += 1
         return {"volume": volume.name, "block": checksum, "key": key, "reason": reason, "backups": _bounded(backups)}
+
+    def annotate_integrity(self, entries):
+        """Per volume: whether its blocks were checked, and which of its backups reference missing or corrupt blocks.
+
+        Runs after ``integrity()``. ``integrity_checked`` is true only when every cfg of the volume was read and its
+        blocks were planned, so a consumer can tell "checked, intact" from "not checked".
+        """
+        for entry in entries:
+            path = entry.pop("path", None)
+            entry["integrity_checked"] = self.deep and path in self.block_plans
+            damage = self.volume_damage.get(path) or {}
+            entry["damaged_backups"] = [dict(backup=name, **damage[name]) for name in sorted(damage)]
 
     # ---- capacity ----------------------------------------------------------------------
     def capacity(self, volumes, retained_backups, compression_ratio):

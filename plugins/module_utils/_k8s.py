@@ -179,6 +179,13 @@ class K8sAccess:
             result = self._to_dict(self._call("list %s" % kind, self.client.get, resource, **params))
         except NotFoundError:
             return []
+        # No limit is asked for, so a continue token means the server cut the list short: what it left out is
+        # unknown, and deciding on the rest would not fail closed.
+        token = (result.get("metadata") or {}).get("continue")
+        if token:
+            raise LonghornError("Failed to list %s: the API server returned a partial list (metadata.continue is set, "
+                                "%s more item(s)); refusing to act on an incomplete listing"
+                                % (kind, (result.get("metadata") or {}).get("remainingItemCount", "an unknown number of")))
         return result.get("items") or []
 
     def create(self, kind, api_version, body, namespace=None):

@@ -166,6 +166,12 @@ volumes:
       description: C(status.robustness), e.g. C(healthy), C(degraded), C(faulted).
       type: str
       sample: healthy
+    actual_size:
+      description:
+        - C(status.actualSize), the bytes the volume's data occupies; V(0) for a volume that never held data,
+          V(null) when Longhorn does not report it.
+      type: int
+      sample: 104857600
     access_mode:
       description: C(rwo) or C(rwx).
       type: str

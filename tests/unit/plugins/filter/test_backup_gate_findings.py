@@ -30,8 +30,9 @@ def backup(name, age, state="Completed", error=None, snapshot_at=None):
             "snapshot_created_at": snapshot_at or "2026-03-02T11:00:00Z", "url": None, "size": 1024, "error": error}
 
 
-def volume(name, pvc, last=None, completed=None, pv_status="Bound", last_pvc_ref_at=None, state="attached"):
+def volume(name, pvc, last=None, completed=None, pv_status="Bound", last_pvc_ref_at=None, state="attached", actual_size=4096):
     return {"name": name, "size": 1024, "state": state, "robustness": "healthy", "access_mode": "rwo", "data_engine": "v1",
+            "actual_size": actual_size,
             "pvc_namespace": "apps" if pvc else None, "pvc_name": pvc, "pv_name": name if pvc else None,
             "pv_status": pv_status if pvc else None, "last_pvc_ref_at": last_pvc_ref_at,
             "last_backup": last, "last_completed_backup": completed, "backup_count": 1 if completed else 0,
@@ -61,9 +62,12 @@ def bucket_result(entries, readable=True, system_backups=("sb-1",), cluster_stat
         access = {"reachable": True, "credentials_valid": False, "bucket_exists": None, "readable": False,
                   "error_code": "InvalidAccessKeyId", "error": "Failed to list objects in bucket backups: InvalidAccessKeyId"}
     return {"changed": False, "failed": False, "endpoint_url": "http://minio:9000", "bucket": "backups", "access": access,
-            "volumes": [{"name": name, "last_backup_name": backup_name, "last_backup_at": at, "last_backup_age": age}
+            "backupstore_prefix": "backupstore/", "integrity": {"level": "structure"},
+            "volumes": [{"name": name, "last_backup_name": backup_name, "last_backup_at": at, "last_backup_age": age,
+                         "integrity_checked": True, "damaged_backups": [], "unreadable_backups": []}
                         for name, backup_name, at, age in entries] if readable else [],
-            "system_backups": [{"name": name, "version": "v1.10.2"} for name in system_backups] if readable else [],
+            "system_backups": [{"name": name, "version": "v1.10.2", "checksum": "not_checked",
+                                "backup_target_url": "s3://backups@us-east-1/"} for name in system_backups] if readable else [],
             "cluster_state": cluster_state}
 
 
@@ -298,15 +302,16 @@ def test_info_module_failure_fails_closed():
 
 def test_unbound_volumes_are_reported_not_blocking():
     info, bucket = healthy()
-    info["volumes"].append(volume("pvc-free", None, state="detached"))
-    info["volumes"].append(volume("pvc-released", "old-claim", pv_status="Released", state="detached"))
-    info["volumes"].append(volume("pvc-gone", "gone-claim", last_pvc_ref_at="2026-03-01T00:00:00Z", state="detached"))
+    info["volumes"].append(volume("pvc-free", None, state="detached", actual_size=0))
+    info["volumes"].append(volume("pvc-released", "old-claim", pv_status="Released", state="detached", actual_size=0))
+    info["volumes"].append(volume("pvc-gone", "gone-claim", last_pvc_ref_at="2026-03-01T00:00:00Z", state="detached",
+                                  actual_size=0))
     result = evaluate(info, bucket)
     assert result["passed"] is True, result["report"]
     assert [(entry["volume"], entry["note"]) for entry in result["unbound_volumes"]] == [
-        ("pvc-gone", "not bound to a PVC (PVC apps/gone-claim is gone); reported, not required"),
-        ("pvc-released", "not bound to a PVC (PVC apps/old-claim is gone); reported, not required"),
-        ("pvc-free", "not bound to a PVC; reported, not required"),
+        ("pvc-gone", "not bound to a PVC (PVC apps/gone-claim is gone) and holds no data; reported, not required"),
+        ("pvc-released", "not bound to a PVC (PVC apps/old-claim is gone) and holds no data; reported, not required"),
+        ("pvc-free", "not bound to a PVC and holds no data; reported, not required"),
     ]
     assert result["report"][-1] == ("Not bound to a PVC (reported, not blocking): pvc-gone (detached), pvc-released (detached), "
                                     "pvc-free (detached)")
@@ -341,7 +346,8 @@ def test_documentation_is_yaml_and_names_the_filter():
     doc = yaml.safe_load(gate.DOCUMENTATION)
     assert doc["name"] == "backup_gate_findings"
     assert set(doc["options"]) == {"_input", "bucket", "cluster_state", "cluster_state_location", "max_age",
-                                   "fail_on_failed_backup", "now"}
+                                   "fail_on_failed_backup", "now", "block_check", "accepted_unclaimed_volumes",
+                                   "future_tolerance"}
     yaml.safe_load(gate.EXAMPLES)
     assert "passed" in yaml.safe_load(gate.RETURN)["_value"]["contains"]
     assert gate.FilterModule().filters() == {"backup_gate_findings": gate.backup_gate_findings}

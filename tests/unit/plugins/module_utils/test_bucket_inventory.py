@@ -809,3 +809,65 @@ def test_cluster_state_unreadable_bucket_or_object(fake):
     assert result["cluster_state"]["found"] is False
     assert result["cluster_state"]["error"] == ("not read: the bucket could not be listed "
                                                 "(Failed to list objects in bucket backups: InvalidAccessKeyId)")
+
+
+# ---- evidence the gate relies on (issue 10) ----------------------------------------------------
+
+
+def test_per_volume_damage_names_each_backup_with_exact_counts(fake, store):
+    backup(store, fake, "pvc-aaa", "backup-1", ["a", "b"])
+    backup(store, fake, "pvc-aaa", "backup-2", ["a", "c"])
+    backup(store, fake, "pvc-bbb", "backup-1", ["x"])
+    bucket_faults.delete_block(store, "pvc-aaa", "backup-1")   # "a": both backups of pvc-aaa reference it
+    result, _inspector = inspect(fake, integrity="structure")
+    volumes = by_name(result)
+    assert volumes["pvc-aaa"]["integrity_checked"] is True
+    assert volumes["pvc-aaa"]["damaged_backups"] == [
+        {"backup": "backup-1", "missing_blocks": 1, "corrupt_blocks": 0},
+        {"backup": "backup-2", "missing_blocks": 1, "corrupt_blocks": 0}]
+    assert (volumes["pvc-bbb"]["integrity_checked"], volumes["pvc-bbb"]["damaged_backups"]) == (True, [])
+    quick, _inspector = inspect(fake)
+    assert {entry["name"]: (entry["integrity_checked"], entry["damaged_backups"]) for entry in quick["volumes"]} == {
+        "pvc-aaa": (False, []), "pvc-bbb": (False, [])}
+
+
+def test_an_unreadable_backup_cfg_is_named_on_its_volume(fake, store):
+    backup(store, fake, "pvc-aaa", "backup-1", ["a"])
+    root = bs.backupstore_root("")
+    fake.objects[bs.backup_cfg_key(root, "pvc-aaa", "backup-1")] = (b"\x00garbage", fake.clock)
+    result, _inspector = inspect(fake, integrity="structure")
+    assert by_name(result)["pvc-aaa"]["unreadable_backups"] == ["backup-1"]
+
+
+def test_a_backup_from_the_future_keeps_its_negative_age_and_is_stale(fake, store):
+    backup(store, fake, "pvc-aaa", "backup-1", ["a"])
+    fake.tick(-2 * 86400)       # the S3 server's clock now lies two days before the backup's snapshot time
+    result, _inspector = inspect(fake, max_age=86400)
+    assert by_name(result)["pvc-aaa"]["last_backup_age"] == -2 * 86400
+    assert result["stale"] == ["pvc-aaa"]
+
+
+def test_a_listing_cut_short_is_an_error_not_the_end(fake, store):
+    for index in range(4):
+        backup(store, fake, "pvc-%03d" % index, "backup-1", [str(index)])
+    real = fake.list_objects_v2
+
+    def no_token(**kwargs):
+        page = real(**kwargs)
+        page.pop("NextContinuationToken", None)
+        return page
+    fake.list_objects_v2 = no_token
+    result, _inspector = inspect(fake, integrity="structure", cluster_state_prefix="cluster-state/")
+    assert result["access"]["readable"] is False
+    assert result["access"]["error_code"] == "TruncatedListing"
+    assert "the listing was cut short" in result["access"]["error"]
+    assert result["volumes"] == []
+
+
+def test_system_backups_carry_their_recorded_target_url(fake):
+    store = BackupStore(fake, fake.bucket)
+    store.write_system_backup("v1.10.2", "sb-1", b"zip", manager_image="m", engine_image="e", git_commit="g",
+                              target_url="s3://backups@us-east-1/", created_at=fake.clock)
+    result, _inspector = inspect(fake)
+    assert [(entry["name"], entry["backup_target_url"]) for entry in result["system_backups"]] == [
+        ("sb-1", "s3://backups@us-east-1/")]

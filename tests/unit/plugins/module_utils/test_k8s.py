@@ -125,3 +125,12 @@ def test_wait_for_predicate_errors_propagate(make_access):
 
     with pytest.raises(LonghornError, match="a failed"):
         access.wait_for("Backup", "longhorn.io/v1beta2", ["a"], predicate)
+
+
+def test_a_partial_list_is_refused(make_access):
+    partial = {"metadata": {"continue": "eyJ2IjoibWV0YS5rOHMuaW8vdjEifQ", "remainingItemCount": 3},
+               "items": [{"metadata": {"name": "a"}}]}
+    access, _client, _sleeps = make_access([partial])
+    with pytest.raises(LonghornError, match=r"Failed to list Volume: the API server returned a partial list \(metadata.continue "
+                                            r"is set, 3 more item\(s\)\)"):
+        access.list("Volume", "longhorn.io/v1beta2", namespace="longhorn-system")
