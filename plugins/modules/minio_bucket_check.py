@@ -255,7 +255,10 @@ access:
       type: str
       sample: SignatureDoesNotMatch
     error:
-      description: What failed, without any credential.
+      description:
+        - What failed, without any credential.
+        - A listing page that says it is truncated but gives no continuation token is a failure too (error code
+          C(TruncatedListing)), never the end of the listing.
       type: str
       sample: "Failed to list objects in bucket longhorn-backups: SignatureDoesNotMatch"
 bucket_settings:
@@ -358,7 +361,10 @@ volumes:
       type: str
       sample: "2026-03-01T02:00:04Z"
     last_backup_age:
-      description: Seconds between that time and RV(checked_at).
+      description:
+        - Seconds between that time and RV(checked_at).
+        - Negative when the backup's time lies after the S3 server's clock (clock skew); a backup more than 300 seconds
+          in the future is never fresh (RV(stale)).
       type: int
       sample: 1796
     backup_count:
@@ -401,6 +407,24 @@ volumes:
       description: This volume's share of RV(capacity.projected_bytes).
       type: int
       sample: 37580963840
+    integrity_checked:
+      description:
+        - Whether every backup cfg of this volume was read and its blocks checked (O(integrity=structure) or
+          O(integrity=full)); V(false) with O(integrity=none).
+      type: bool
+      sample: true
+    damaged_backups:
+      description:
+        - The backups of this volume that reference missing or corrupt blocks, each with C(backup), C(missing_blocks)
+          and C(corrupt_blocks) (exact counts, not cut). Empty when the blocks were not checked.
+      type: list
+      elements: dict
+      sample: [{"backup": "backup-5c7d0e1f2a3b4c5d", "missing_blocks": 1, "corrupt_blocks": 0}]
+    unreadable_backups:
+      description: Backups of this volume whose cfg was read but could not be decoded or downloaded.
+      type: list
+      elements: str
+      sample: []
 problems:
   description:
     - Things that stop or endanger a restore, or that Longhorn forbids, each with C(volume) (V(null) for the bucket),
@@ -439,6 +463,12 @@ system_backups:
       description: Size of the zip in bytes.
       type: int
       sample: 48213
+    backup_target_url:
+      description:
+        - The C(BackupTargetURL) the system backup's cfg records. A system restore downloads the zip from this URL,
+          not from the current target, so a copied or renamed bucket breaks it.
+      type: str
+      sample: s3://longhorn-backups@us-east-1/
 integrity:
   description: Results of the integrity check; counts are 0 with O(integrity=none).
   returned: always
@@ -591,7 +621,9 @@ cluster_state:
       type: str
       sample: "2026-03-01T02:10:00Z"
     age_seconds:
-      description: Seconds between RV(cluster_state.exported_at) and RV(checked_at) (the S3 server's clock).
+      description:
+        - Seconds between RV(cluster_state.exported_at) and RV(checked_at) (the S3 server's clock); negative when the
+          export's time lies after that clock.
       type: int
       sample: 1200
     format:
