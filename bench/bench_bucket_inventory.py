@@ -19,6 +19,12 @@ encoders, one PutObject each), then times, in the same run:
 * sequential: the same LIST, then every volume.cfg and backup cfg read one
   after another.
 
+With ``--with-structure`` it also times what the backup gate reads by default (issue 10):
+
+* gate floor: the LIST, then concurrent GETs of every volume.cfg and of the one backup cfg per volume that a
+  restore of the latest backup uses (the least that proves its blocks are all listed);
+* structure: ``BucketInspector.run(integrity="structure")``, which reads every backup cfg.
+
 Targets (issue 3, Speed): inventory <= 2x floor, and sequential >= 5x inventory.
 Each measurement is repeated (``--repeat``) and the median is used. Results
 are printed and written to bench/results/bucket_inventory.json.
@@ -135,6 +141,23 @@ def sequential_run(client, bucket):
     return len(keys), total
 
 
+def gate_floor_run(client, bucket, concurrency):
+    """LIST everything, then GET every volume.cfg and, per volume, the cfg of its LastBackupName."""
+    objects = list_all(client, bucket, "backupstore/")
+    keys = [obj["Key"] for obj in objects if obj["Key"].endswith("/volume.cfg")]
+
+    def volume_and_last(key):
+        cfg = json.loads(client.get_object(Bucket=bucket, Key=key)["Body"].read())
+        last_key = key[:-len("volume.cfg")] + "backups/backup_%s.cfg" % cfg["LastBackupName"]
+        return len(client.get_object(Bucket=bucket, Key=last_key)["Body"].read())
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        return sum(pool.map(volume_and_last, keys))
+
+
+def structure_run(client, bucket, concurrency):
+    return BucketInspector(client, bucket, concurrency=concurrency).run(integrity="structure")
+
+
 def inventory_run(client, bucket, concurrency):
     result = BucketInspector(client, bucket, concurrency=concurrency).run(integrity="none")
     return result
@@ -159,6 +182,7 @@ def main():
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--skip-sequential", action="store_true", help="do not time the (slow) sequential baseline")
+    parser.add_argument("--with-structure", action="store_true", help="also time the gate's default (integrity=structure)")
     args = parser.parse_args()
 
     with S3Server() as server:
@@ -173,13 +197,18 @@ def main():
 
         # Warm up connections and moto's caches once, untimed.
         floor_run(client, server.bucket, args.concurrency)
-        floors, inventories, sequentials, listings = [], [], [], []
-        result = None
+        floors, inventories, sequentials, listings, gate_floors, structures = [], [], [], [], [], []
+        result = structure = None
         for _round in range(args.repeat):
             seconds, _value = timed(floor_run, client, server.bucket, args.concurrency)
             floors.append(seconds)
             seconds, result = timed(inventory_run, client, server.bucket, args.concurrency)
             inventories.append(seconds)
+            if args.with_structure:
+                seconds, _value = timed(gate_floor_run, client, server.bucket, args.concurrency)
+                gate_floors.append(seconds)
+                seconds, structure = timed(structure_run, client, server.bucket, args.concurrency)
+                structures.append(seconds)
         seconds, _value = timed(list_only, client, server.bucket)
         listings.append(seconds)
         if not args.skip_sequential:
@@ -204,7 +233,13 @@ def main():
         "inventory_over_floor": round(inventory / floor, 2),
         "sequential_over_inventory": round(sequentials[0] / inventory, 2) if sequentials else None,
         "inventory_correct": checks,
+        "gate_floor_seconds": gate_floors, "structure_seconds": structures,
     }
+    if structures:
+        checks["structure_found_every_block"] = structure["integrity"]["missing_blocks"] == 0 and all(
+            volume["integrity_checked"] for volume in structure["volumes"])
+        report["structure_over_gate_floor"] = round(statistics.median(structures) / statistics.median(gate_floors), 2)
+        report["structure_over_inventory"] = round(statistics.median(structures) / statistics.median(inventories), 2)
     print("floor (LIST + concurrent volume.cfg GETs): median %.2f s  %s" % (floor, ["%.2f" % value for value in floors]))
     print("inventory (integrity=none):                median %.2f s  %s" % (inventory, ["%.2f" % value for value in inventories]))
     if sequentials:
@@ -214,6 +249,13 @@ def main():
     print("inventory / floor      = %.2f  (target <= 2.0)" % report["inventory_over_floor"])
     if sequentials:
         print("sequential / inventory = %.2f  (target >= 5.0)" % report["sequential_over_inventory"])
+    if structures:
+        print("gate floor (LIST + volume.cfg + latest cfg): median %.2f s  %s" % (
+            statistics.median(gate_floors), ["%.2f" % value for value in gate_floors]))
+        print("structure (the gate's default):            median %.2f s  %s" % (
+            statistics.median(structures), ["%.2f" % value for value in structures]))
+        print("structure / gate floor  = %.2f   structure / inventory = %.2f" % (
+            report["structure_over_gate_floor"], report["structure_over_inventory"]))
     print("inventory result checks: %s" % ", ".join("%s=%s" % item for item in checks.items()))
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "bucket_inventory.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
