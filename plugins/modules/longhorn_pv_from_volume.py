@@ -22,7 +22,7 @@ description:
     never changed, unless O(replace_empty=true) applies.
   - Volumes that are still restoring, or whose restore failed, are not touched.
   - A volume that M(homelab.longhorn_dr.longhorn_volume_restore) made to retry a failed restore (annotation
-    C(longhorn-dr.homelab/retry-of)) stands in for the volume it retries: its PV gets that volume's name (or the
+    C(longhorn-dr.homelab/retry-of)) stands in for the volume it retries. Its PV gets that volume's name (or the
     exported PV name), and the manifest and O(mapping) are looked up under that name too, so the claim and PV come
     back under their original names.
 author:

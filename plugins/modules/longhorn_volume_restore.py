@@ -84,7 +84,7 @@ options:
     description:
       - Longhorn does not retry a failed restore (C(faulted) or C(RestoreFailure)). With this on, a planned volume
         whose restore failed, and that no PV uses, is restored again into a fresh volume,
-        C(<name>-retry-<n>) (at most 40 characters: a longer name is shortened and gets 8 hex characters of its
+        C(<name>-retry-<n>) (at most 40 characters; a longer name is shortened and gets 8 hex characters of its
         SHA-256). The retry volume carries the annotations C(longhorn-dr.homelab/retry-of) (the planned name) and
         C(longhorn-dr.homelab/retry) (n), so that a re-run recognises it, waits for it while it restores, and
         creates no second one.

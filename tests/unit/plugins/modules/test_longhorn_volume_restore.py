@@ -71,7 +71,8 @@ class FakeAccess:
 class FakeModule:
     def __init__(self, check_mode=False, **params):
         self.params = dict(volumes=None, namespaces=None, all_volumes=False, backup=None, restore_as=None, overrides=None,
-                           retry_failed=True, delete_untouched_failed=False, recreate_failed=None, backup_target="default", number_of_replicas=None, data_engine="v1", stale_replica_timeout=2880, concurrency=5,
+                           retry_failed=True, delete_untouched_failed=False, recreate_failed=None, backup_target="default",
+                           number_of_replicas=None, data_engine="v1", stale_replica_timeout=2880, concurrency=5,
                            namespace=NS, wait=True, wait_timeout=100, wait_sleep=1)
         self.params.update(params)
         self.check_mode = check_mode
@@ -453,7 +454,8 @@ UNTOUCHED_BREAKERS = {
     "claim since": (_touch_kube(lastPVCRefAt="2026-01-02T03:00:00Z"), "lastPVCRefAt is 2026-01-02T03:00:00Z"),
     "pod since": (_touch_kube(lastPodRefAt="2026-01-02T03:00:00Z"), "lastPodRefAt is 2026-01-02T03:00:00Z"),
     "user snapshot": (_touch(("Snapshot", "snap-1"), {"metadata": {"name": "snap-1", "labels": {"longhornvolume": "vol-b"}},
-                                                     "spec": {"volume": "vol-b"}, "status": {"userCreated": True}}), "snapshots someone took: snap-1"),
+                                                      "spec": {"volume": "vol-b"}, "status": {"userCreated": True}}),
+                      "snapshots someone took: snap-1"),
     "grown": (_touch_status(actualSize=2097153), "actualSize 2097153 is more than the backup's 2097152"),
     "size unknown": (_touch_status(actualSize=None), "actualSize is unknown"),
     "backup size unknown": (_touch(("Backup", "backup-b1", "status", "size"), None), "size of the backup"),
