@@ -25,7 +25,8 @@ SYSTEM_RESTORED_BACKUP_ANNOTATION = "longhorn.io/last-system-restored-backup"
 # On a volume that retries a failed restore: the name the restore was planned under, and the attempt number.
 RETRY_OF_ANNOTATION = "longhorn-dr.homelab/retry-of"
 RETRY_ANNOTATION = "longhorn-dr.homelab/retry"
-# lm@v1.10.2:datastore/longhorn.go NameMaximumLength (ref §1): volume names longer than this are renamed by the mutator.
+# lm@v1.10.2:datastore/longhorn.go NameMaximumLength (ref §1): CheckVolume refuses a longer volume name (and one that is
+# not a DNS-1123 label).
 MAX_VOLUME_NAME = 40
 # lm@v1.10.2:k8s/pkg/apis/longhorn/v1beta2/volumeattachment.go AttacherTypeVolumeRestoreController.
 RESTORE_ATTACHER = "volume-restore-controller"

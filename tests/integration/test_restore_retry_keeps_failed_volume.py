@@ -6,17 +6,20 @@
 
 A restore fails in Longhorn; the user then writes into the failed volume (the lab keeps a volume's data
 as a directory, so the test writes there, as setup_backups does). Once the cause is fixed, the re-run the
-role's failure message recommends completes with no manual step: the claim comes back under its original
-PVC and PV names on a fresh volume, verify_restore passes, and the failed volume and the user's data are
-still there, named in the report with the one command that removes it. A further re-run changes nothing.
+role's failure message recommends completes with no manual step, even when it is first killed (SIGKILL)
+while the retry volume restores: the claim comes back under its original PVC and PV names on one fresh
+volume, verify_restore passes, and the failed volume and the user's data are still there, named in the
+report with the one command that removes it. A further re-run changes nothing.
 """
 
 from __future__ import annotations
 
 import pytest
 
-from tests.integration.helpers import volume_file
+from ansible_collections.homelab.longhorn_dr.plugins.module_utils._volume_restore import restored_from, untouched_refusals
+from tests.integration.helpers import volume_file, wait_until
 from tests.integration.test_longhorn_volume_backup import setup_backups
+from tests.integration.test_restore_cluster_faults import VOLUMES_KEY, _run_and_kill
 
 pytestmark = pytest.mark.integration
 
@@ -41,11 +44,21 @@ def _handle(pv):
     return ((pv.get('spec') or {}).get('csi') or {}).get('volumeHandle')
 
 
+def _untouched_refusals(lab, name):
+    volume = _volumes(lab)[name]
+    backup = lab.store.get('backups', NS, restored_from(volume)[0])
+    # longhorn.io's, not storage.k8s.io's VolumeAttachment.
+    attachment = lab.store.try_get(lab.store.registry.by_plural('volumeattachments', 'longhorn.io'), NS, name)
+    snapshots = [s for s in lab.store.list(lab.store.registry.by_plural('snapshots', 'longhorn.io'), NS)[0]
+                 if (s['metadata'].get('labels') or {}).get('longhornvolume') == name]
+    return untouched_refusals(volume, backup['status']['url'], backup, list(_pvs(lab).values()), attachment, snapshots)
+
+
 def _report(result):
     return result.task_result(ROLE + 'Build the report')['ansible_facts']['restore_cluster_report']
 
 
-def test_retry_restores_into_a_fresh_volume_and_keeps_the_failed_one(lab, run_playbook):
+def test_retry_restores_into_a_fresh_volume_and_keeps_the_failed_one(lab, run_playbook, tmp_path):
     claims = ('app-data', 'db-data')
     volumes = setup_backups(lab, run_playbook, claims=claims)
     backup = run_playbook('longhorn_volume_backup.yml')
@@ -57,12 +70,29 @@ def test_retry_restores_into_a_fresh_volume_and_keeps_the_failed_one(lab, run_pl
     assert failed.rc != 0, str(failed)
     assert 'run again' in failed.task_result(ROLE + 'Fail when any volume or claim did not come back')['msg']
 
+    # Freshly failed, the volume is what delete_untouched_failed can prove untouched: the lab's Longhorn
+    # records every field the proof reads, so the opt-in is not refused by construction.
+    refusals = []
+    try:
+        wait_until(lambda: not refusals.append(_untouched_refusals(lab, broken)) and refusals[-1] == [], what='no refusal', timeout=30)
+    except AssertionError:
+        raise AssertionError(f'delete_untouched_failed would refuse the freshly failed volume {broken}: {refusals[-1]}') from None
+
     # The user gets at the failed volume and writes into it.
     with open(f'{lab.ctx.volume_data_dir(broken)}/{USER_FILE}', 'w', encoding='utf-8') as handle:
         handle.write(USER_TEXT)
 
     lab.clear_faults()  # the cause is fixed
     mark = lab.audit_mark()
+    # The re-run is killed the moment it creates a volume (about 2 s of restore at 1 MB/s: still restoring).
+    speed = lab.ctx.config.restore_speed_mbps
+    lab.ctx.config.restore_speed_mbps = 1.0
+    try:
+        _run_and_kill(lab, tmp_path, 'retry', lambda e: e.rtype_key == VOLUMES_KEY and e.type == 'ADDED', {'restore_cluster_method': 'volumes'})
+    finally:
+        lab.ctx.config.restore_speed_mbps = speed
+    assert volume_file(lab, broken, USER_FILE) == USER_TEXT, 'the data written into the failed volume is gone'
+
     again = run_playbook(PLAYBOOK, extra_vars={'restore_cluster_method': 'volumes'})
     report = _report(again)
     assert again.rc == 0 and report['failures'] == [], report['failures'] or str(again)
@@ -74,7 +104,7 @@ def test_retry_restores_into_a_fresh_volume_and_keeps_the_failed_one(lab, run_pl
     found = _volumes(lab)
     assert broken in found, sorted(found)
 
-    # The claim is back under its original PVC and PV names, on one fresh volume restored from the same backup.
+    # The claim is back under its original PVC and PV names, on one fresh volume (the killed run's) restored from the same backup.
     fresh = sorted(set(found) - set(volumes.values()))
     assert len(fresh) == 1, sorted(found)
     retry = fresh[0]
@@ -87,7 +117,7 @@ def test_retry_restores_into_a_fresh_volume_and_keeps_the_failed_one(lab, run_pl
 
     # The report names the kept volume and the one command that removes it.
     entry = next(v for v in report['volumes'] if v['pvc'] == f'{APPS}/db-data')
-    assert entry['volume'] == retry and entry['volume_state'] == 'Restored', entry
+    assert entry['volume'] == retry and entry['volume_state'] == 'AlreadyRestored' and entry['claim_state'] == 'Created', entry
     assert [k['volume'] for k in report['kept_failed_volumes']] == [broken], report
     command = f'kubectl -n {NS} delete volumes.longhorn.io {broken}'
     assert report['kept_failed_volumes'][0]['delete_command'] == command, report

@@ -324,10 +324,11 @@ def test_retry_names_are_deterministic_valid_and_fit_longhorns_40_characters():
     for attempt in (1, 9, 10, 999):
         name = vr.retry_volume_name(pvc, attempt)
         assert len(name) <= vr.MAX_VOLUME_NAME and name.endswith("-retry-%d" % attempt), name
-        assert re.match(r"^[a-z0-9][a-z0-9_.-]+$", name), name  # lm util.ValidateName
+        assert re.match(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", name), name  # a DNS-1123 label: lm datastore/longhorn.go CheckVolume
         assert name == vr.retry_volume_name(pvc, attempt) and name.startswith("pvc-0123abcd-4567-89")
         assert name != vr.retry_volume_name(twin, attempt)
-    assert vr.retry_volume_name("a" * 32, 1) == "a" * 32 + "-retry-1"  # exactly 40: kept whole
+    assert vr.retry_volume_name("a" * 32, 1) == "a" * 32 + "-retry-1"  # exactly 40 is allowed (CheckVolume refuses > 40)
+    assert "--" not in vr.retry_volume_name("a" * 22 + "-" + "b" * 17, 1)  # cut right after a dash: no "--"
 
 
 def test_a_failed_restore_is_retried_into_a_fresh_volume_and_the_failed_one_is_kept():
