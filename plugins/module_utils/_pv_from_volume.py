@@ -34,25 +34,43 @@ def load_manifest(text, path="manifest"):
     return {entry["volume"]: entry for entry in manifest.get("volumes") or [] if isinstance(entry, dict) and entry.get("volume")}
 
 
+def planned_name(volume):
+    """The name a volume stands in for: the planned volume of a restore retry (longhorn_volume_restore retry_failed), else its own."""
+    from ansible_collections.homelab.longhorn_dr.plugins.module_utils._volume_restore import RETRY_OF_ANNOTATION, retry_attempt
+    target = (volume["metadata"].get("annotations") or {}).get(RETRY_OF_ANNOTATION)
+    if target and retry_attempt(volume, target) is not None:
+        return target
+    return volume["metadata"]["name"]
+
+
+def _lookup(table, volume):
+    """An entry of ``table`` for the volume's own name, else for the planned volume a retry stands in for."""
+    return table.get(volume["metadata"]["name"]) or table.get(planned_name(volume)) or {}
+
+
 def claim_for(volume, manifest_entries, mapping):
     """(namespace, pvc name, source) for a volume, looked up in the issue's order: kubernetesStatus, manifest, mapping."""
-    name = volume["metadata"]["name"]
     status = (volume.get("status") or {}).get("kubernetesStatus") or {}
     if status.get("namespace") and status.get("pvcName"):
         return status["namespace"], status["pvcName"], SOURCE_KUBERNETES_STATUS
-    entry = manifest_entries.get(name) or {}
+    entry = _lookup(manifest_entries, volume)
     if entry.get("pvc_namespace") and entry.get("pvc_name"):
         return entry["pvc_namespace"], entry["pvc_name"], SOURCE_MANIFEST
-    explicit = mapping.get(name) or {}
+    explicit = _lookup(mapping, volume)
     if explicit.get("namespace") and explicit.get("pvc_name"):
         return explicit["namespace"], explicit["pvc_name"], SOURCE_MAPPING
     return None, None, None
 
 
-def storage_class_for(volume_name, manifest_entries, mapping, backup_volume_classes, default):
+def default_pv_name(volume, manifest_entries):
+    """The PV name for a volume without one: the exported one, else the planned volume's name (so a retry gets the original)."""
+    return _lookup(manifest_entries, volume).get("pv_name") or planned_name(volume)
+
+
+def storage_class_for(volume, manifest_entries, mapping, backup_volume_classes, default):
     """The original StorageClass (mapping, manifest, BackupVolume.status.storageClassName), else ``default``."""
-    for candidate in ((mapping.get(volume_name) or {}).get("storage_class"), (manifest_entries.get(volume_name) or {}).get("storage_class"),
-                      backup_volume_classes.get(volume_name)):
+    for candidate in (_lookup(mapping, volume).get("storage_class"), _lookup(manifest_entries, volume).get("storage_class"),
+                      _lookup(backup_volume_classes, volume)):
         if candidate:
             return candidate
     return default
@@ -125,8 +143,11 @@ def pvc_conflict(pvc, pv_name):
 
 
 def restore_pending(volume):
-    """A volume still restoring must not get a PV yet (ref §1.5 step 3)."""
+    """A volume still restoring, or whose restore failed, must not get a PV (ref §1.5 step 3)."""
     status = volume.get("status") or {}
+    condition = next((c for c in status.get("conditions") or [] if c.get("type") == "Restore"), {})
+    if condition.get("reason") == "RestoreFailure":
+        return "the restore of volume %s failed (%s); it gets no PV" % (volume["metadata"]["name"], condition.get("message") or "RestoreFailure")
     if status.get("restoreRequired"):
         return "volume %s is still restoring (state %s)" % (volume["metadata"]["name"], status.get("state") or "unknown")
     return None

@@ -20,7 +20,11 @@ description:
     or from O(mapping).
   - A claim bound to another volume, or a PV of the same name for another volume, is a conflict that is reported,
     never changed, unless O(replace_empty=true) applies.
-  - Volumes that are still restoring are not touched.
+  - Volumes that are still restoring, or whose restore failed, are not touched.
+  - A volume that M(homelab.longhorn_dr.longhorn_volume_restore) made to retry a failed restore (annotation
+    C(longhorn-dr.homelab/retry-of)) stands in for the volume it retries. Its PV gets that volume's name (or the
+    exported PV name), and the manifest and O(mapping) are looked up under that name too, so the claim and PV come
+    back under their original names.
 author:
   - homelab.longhorn_dr contributors (@homelab)
 requirements:
@@ -245,6 +249,7 @@ from ansible_collections.homelab.longhorn_dr.plugins.module_utils._pv_from_volum
     STATIC_STORAGE_CLASS,
     claim_for,
     claim_users,
+    default_pv_name,
     load_manifest,
     pv_body,
     pv_conflict,
@@ -330,9 +335,9 @@ def plan(params, access):
             # A run cut off between our PV and its claim: Longhorn clears kubernetesStatus when a new PV
             # appears (ref §1.5), but the PV itself is pre-bound to the claim.
             namespace, claim_name, source = claim_ref.get("namespace"), claim_ref["name"], SOURCE_PV_CLAIM_REF
-        pv_name = existing_pv["metadata"]["name"] if existing_pv else (manifest.get(name) or {}).get("pv_name") or name
+        pv_name = existing_pv["metadata"]["name"] if existing_pv else default_pv_name(volume, manifest)
         storage_class = ((existing_pv or {}).get("spec") or {}).get("storageClassName") or \
-            storage_class_for(name, manifest, mapping, classes, params["storage_class"])
+            storage_class_for(volume, manifest, mapping, classes, params["storage_class"])
         entry.update(pv_name=pv_name, pvc_namespace=namespace, pvc_name=claim_name, source=source, storage_class=storage_class)
         if claim_name is None:
             entry.update(state="Failed", error="no claim known for volume %s: its kubernetesStatus names none, and neither the "

@@ -21,6 +21,8 @@ description:
     M(homelab.longhorn_dr.longhorn_backup_target)).
   - A volume that already exists and was restored from the same backup is skipped (recognised by an annotation that
     records the backup URL, or by its C(fromBackup)); one with another origin is a conflict, never overwritten.
+  - A volume whose restore failed is never deleted by default. It is restored again into a fresh volume (see
+    O(retry_failed)) and kept, with the command that removes it.
   - One volume failing does not stop the others; the module fails at the end with a summary naming each failure.
   - This module creates volumes only. M(homelab.longhorn_dr.longhorn_pv_from_volume) creates their PVs and PVCs.
 author:
@@ -42,7 +44,7 @@ attributes:
   idempotent:
     support: full
     details:
-      - A volume already restored from the chosen backup is skipped.
+      - A volume already restored from the chosen backup is skipped, and so is its retry volume once restored.
 options:
   volumes:
     description:
@@ -78,14 +80,45 @@ options:
         C(backup) (a backup name instead of the latest), C(restore_as) (a new volume name) and C(number_of_replicas).
       - Every key must be one of the chosen volumes. Not together with O(backup) or O(restore_as).
     type: dict
-  recreate_failed:
+  retry_failed:
     description:
-      - Longhorn does not retry a failed restore. With this on, a volume that this module (or a system restore) created
-        from the chosen backup, whose restore failed (C(faulted) or C(RestoreFailure)) and that no PV uses yet, is
-        deleted and restored again. It holds nothing but that failed attempt.
-      - Off, such a volume is reported as failed until it is deleted by hand.
+      - Longhorn does not retry a failed restore (C(faulted) or C(RestoreFailure)). With this on, a planned volume
+        whose restore failed, and that no PV uses, is restored again into a fresh volume,
+        C(<name>-retry-<n>) (at most 40 characters; a longer name is shortened and gets 8 hex characters of its
+        SHA-256). The retry volume carries the annotations C(longhorn-dr.homelab/retry-of) (the planned name) and
+        C(longhorn-dr.homelab/retry) (n), so that a re-run recognises it, waits for it while it restores, and
+        creates no second one.
+      - The failed volume is kept, since someone may have written data into it that the backup does not hold. It is
+        returned in RV(kept_failed_volumes) with the one command that removes it, and named in a warning.
+      - Off, such a volume is reported as failed and nothing is created.
     type: bool
     default: true
+    version_added: 1.1.0
+  delete_untouched_failed:
+    description:
+      - Delete a failed volume before its retry, but only a volume proven untouched since its restore failed. The
+        retry then reuses the planned name when that is free again.
+      - 'Proven untouched means every one of these holds: the volume carries this collection''s
+        C(longhorn-dr.homelab/restored-from) annotation for the planned backup; it is still C(faulted) with the
+        Restore condition reason C(RestoreFailure) and C(restoreRequired=true), C(detached) with no
+        C(currentNodeID); C(remountRequestedAt) and C(lastAutoSalvagedAt) are empty; its VolumeAttachment exists and
+        holds no ticket besides the C(volume-restore-controller) one; no PV names it and
+        C(kubernetesStatus.pvName) is empty; C(kubernetesStatus.lastPVCRefAt) and C(lastPodRefAt) are not later than
+        the volume''s creation; none of its Snapshot CRs was taken by a user or a recurring job
+        (C(status.userCreated) or C(spec.createSnapshot)); its C(actualSize) is not above the backup''s size.'
+      - A volume that fails any check is kept and reported with every reason, and the retry goes into a fresh
+        volume as without this option. See docs/disaster-recovery.md for why each check proves what it does.
+    type: bool
+    default: false
+    version_added: 1.1.0
+  recreate_failed:
+    description:
+      - Deprecated, use O(retry_failed) and O(delete_untouched_failed). In 1.0.0 this deleted a failed volume
+        whose only guard was that no PV used it, and it was on by default.
+      - V(true) now means O(retry_failed=true) and O(delete_untouched_failed=true), so a failed volume is deleted
+        only when proven untouched. V(false) means O(retry_failed=false).
+      - Not together with O(retry_failed) or O(delete_untouched_failed).
+    type: bool
   backup_target:
     description: Name of the BackupTarget the backups come from.
     type: str
@@ -155,6 +188,16 @@ EXAMPLES = r"""
       pvc-0123abcd: {restore_as: data-db-0-r1, number_of_replicas: 2}
       pvc-4567ef01: {restore_as: uploads-r1, backup: backup-1a2b3c4d5e6f7a8b}
 
+- name: Retry a failed restore; delete the failed volume only when it is proven untouched
+  homelab.longhorn_dr.longhorn_volume_restore:
+    volumes: [pvc-0123abcd]
+    delete_untouched_failed: true
+  register: retried
+
+- name: Show the failed volumes that were kept, with the command that removes each
+  ansible.builtin.debug:
+    msg: "{{ retried.kept_failed_volumes | map(attribute='delete_command') }}"
+
 - name: Restore everything in the bucket, four at a time
   homelab.longhorn_dr.longhorn_volume_restore:
     all_volumes: true
@@ -170,9 +213,26 @@ volumes:
   elements: dict
   contains:
     volume:
-      description: Name of the restored volume (the original one unless O(restore_as) is set).
+      description:
+        - Name of the restored volume, the planned one (the original name unless O(restore_as) is set), or the retry
+          volume that replaced a failed restore of it (see O(retry_failed)).
       type: str
       sample: pvc-0123abcd
+    planned_volume:
+      description: The name the volume was planned under (the original one unless O(restore_as) is set).
+      type: str
+      sample: pvc-0123abcd
+      version_added: 1.1.0
+    kept_failed_volumes:
+      description: The failed volumes of this planned volume that are kept, as in RV(kept_failed_volumes).
+      type: list
+      elements: dict
+      version_added: 1.1.0
+    deleted_failed_volumes:
+      description: Failed volumes of this planned volume that O(delete_untouched_failed) deleted in this run.
+      type: list
+      elements: str
+      version_added: 1.1.0
     source_volume:
       description: The original volume name in the backup target.
       type: str
@@ -227,6 +287,41 @@ failed_volumes:
   type: list
   elements: str
   sample: []
+kept_failed_volumes:
+  description:
+    - Volumes whose restore failed and that are kept because they may hold data the backup does not.
+  returned: always
+  type: list
+  elements: dict
+  version_added: 1.1.0
+  contains:
+    volume:
+      description: Name of the kept volume.
+      type: str
+      sample: pvc-0123abcd
+    planned_volume:
+      description: The planned volume it was a restore of.
+      type: str
+      sample: pvc-0123abcd
+    backup:
+      description: The backup its restore came from.
+      type: str
+      sample: backup-1a2b3c4d5e6f7a8b
+    delete_command:
+      description: The one command that removes it, with its data.
+      type: str
+      sample: kubectl -n longhorn-system delete volumes.longhorn.io pvc-0123abcd
+    reason:
+      description: Why it is kept, with every check that O(delete_untouched_failed) found failing.
+      type: str
+      sample: its restore failed and it may hold data written since; it is kept
+deleted_failed_volumes:
+  description: Failed volumes that O(delete_untouched_failed) proved untouched and deleted in this run.
+  returned: always
+  type: list
+  elements: str
+  sample: []
+  version_added: 1.1.0
 duration:
   description: Seconds the module ran.
   returned: always
@@ -257,12 +352,17 @@ from ansible_collections.homelab.longhorn_dr.plugins.module_utils._volume_restor
     STATE_RESTORING,
     access_mode,
     backup_time,
+    delete_command,
+    failed_restore,
     kubernetes_status,
     original_volume_name,
     parse_time,
     pick_backup,
+    restore_family,
     restore_outcome,
     restored_from,
+    retry_volume_name,
+    untouched_refusals,
     volume_body,
     volume_size,
 )
@@ -276,7 +376,10 @@ def argument_spec():
         backup=dict(type="str"),
         restore_as=dict(type="str"),
         overrides=dict(type="dict"),
-        recreate_failed=dict(type="bool", default=True),
+        retry_failed=dict(type="bool", default=True),
+        delete_untouched_failed=dict(type="bool", default=False),
+        # Until 1.x it deleted a failed volume on its only guard, no PV; see resolve_recreate_failed.
+        recreate_failed=dict(type="bool", removed_in_version="2.0.0", removed_from_collection="homelab.longhorn_dr"),
         backup_target=dict(type="str", default=DEFAULT_BACKUP_TARGET),
         number_of_replicas=dict(type="int"),
         data_engine=dict(type="str", choices=["v1", "v2"], default="v1"),
@@ -287,6 +390,17 @@ def argument_spec():
         wait_timeout=dict(type="int", default=3600),
         wait_sleep=dict(type="int", default=5),
     )
+
+
+def resolve_recreate_failed(params):
+    """The deprecated recreate_failed in terms of retry_failed and delete_untouched_failed (safe side only).
+
+    true: retry, and delete a failed volume only when it is proven untouched; false: do not retry (as before).
+    """
+    old = params.get("recreate_failed")
+    if old is not None:
+        params["retry_failed"] = bool(old)
+        params["delete_untouched_failed"] = bool(old)
 
 
 def check_params(params):
@@ -355,20 +469,112 @@ def new_entry(volume, source, backup, now):
         "state": STATE_PLANNED,
         "duration": 0.0,
         "error": None,
+        "planned_volume": volume,
+        "kept_failed_volumes": [],
+        "deleted_failed_volumes": [],
     }
 
 
 def failed_entry(volume, message):
     return {"volume": volume, "source_volume": volume, "backup": None, "backup_url": None, "backup_created_at": None, "rpo_seconds": None, "size": None,
-            "access_mode": None, "pvc_namespace": None, "pvc_name": None, "state": STATE_FAILED, "duration": 0.0, "error": message}
+            "access_mode": None, "pvc_namespace": None, "pvc_name": None, "state": STATE_FAILED, "duration": 0.0, "error": message,
+            "planned_volume": volume, "kept_failed_volumes": [], "deleted_failed_volumes": []}
+
+
+def kept_entry(volume, entry, namespace, reason):
+    name = volume["metadata"]["name"]
+    return {"volume": name, "planned_volume": entry["planned_volume"], "backup": entry["backup"],
+            "delete_command": delete_command(name, namespace), "reason": reason}
+
+
+KEPT_REASON = "its restore failed and it may hold data written since; it is kept"
+
+
+class Evidence:
+    """What delete_untouched_failed looks at besides the volume, read once and only when it is needed."""
+
+    def __init__(self, access, namespace):
+        self.access = access
+        self.namespace = namespace
+        self._pvs = None
+
+    def pvs(self):
+        if self._pvs is None:
+            self._pvs = self.access.list("PersistentVolume", "v1")
+        return self._pvs
+
+    def attachment(self, name):
+        return self.access.get("VolumeAttachment", API_VERSION, name, namespace=self.namespace)
+
+    def snapshots(self, name):
+        return self.access.list("Snapshot", API_VERSION, namespace=self.namespace, label_selector="longhornvolume=%s" % name)
+
+    def refusals(self, volume, entry, backup):
+        name = volume["metadata"]["name"]
+        return untouched_refusals(volume, entry["backup_url"], backup, self.pvs(), self.attachment(name), self.snapshots(name))
+
+
+def plan_existing(params, entry, backup, family, existing, evidence):
+    """For a planned volume of which some attempts exist: what to wait for, retry into, delete or keep.
+
+    Returns the name of the volume to create, or None when nothing is created. Never deletes by default:
+    a failed attempt is kept unless delete_untouched_failed is on and it is proven untouched.
+    """
+    namespace = params["namespace"]
+    wanted = backup_url_parts(entry["backup_url"])
+    for attempt, volume in sorted(family.items()):
+        origin = restored_from(volume)
+        if origin != wanted:
+            how = "was restored from backup %s" % origin[0] if origin else "was not restored from a backup"
+            entry.update(volume=volume["metadata"]["name"], state=STATE_FAILED,
+                         error="volume %s already exists and %s; it is never overwritten. Delete it or restore under another name "
+                               "(restore_as)" % (volume["metadata"]["name"], how))
+            return None
+    failed = {attempt: volume for attempt, volume in family.items() if failed_restore(volume)}
+    live = sorted(attempt for attempt in family if attempt not in failed)
+    if live:
+        # Restored or still restoring (an interrupted run): that one is the volume; nothing new.
+        entry.update(volume=family[live[-1]]["metadata"]["name"], state=STATE_ALREADY_RESTORED)
+        entry["kept_failed_volumes"] = [kept_entry(v, entry, namespace, KEPT_REASON) for _a, v in sorted(failed.items())]
+        return None
+    latest = family[max(family)]
+    claimed = ((latest.get("status") or {}).get("kubernetesStatus") or {}).get("pvName")
+    if claimed or not params["retry_failed"]:
+        # Watched and reported as failed, as Longhorn does not retry a failed restore (ref §1.5 step 3).
+        entry.update(volume=latest["metadata"]["name"], state=STATE_ALREADY_RESTORED,
+                     hint=("PV %s uses it, so it is not retried" % claimed) if claimed else "retry_failed=true restores it again into a fresh volume")
+        entry["kept_failed_volumes"] = [kept_entry(v, entry, namespace, KEPT_REASON) for a, v in sorted(failed.items()) if v is not latest]
+        return None
+    doomed, kept = [], []
+    for _attempt, volume in sorted(failed.items()):
+        if params["delete_untouched_failed"]:
+            refusals = evidence.refusals(volume, entry, backup)
+            if not refusals:
+                doomed.append(volume)
+                continue
+            kept.append(kept_entry(volume, entry, namespace, "delete_untouched_failed refused to delete it: " + "; ".join(refusals)))
+        else:
+            kept.append(kept_entry(volume, entry, namespace, KEPT_REASON))
+    doomed_names = [v["metadata"]["name"] for v in doomed]
+    remaining = [attempt for attempt, volume in family.items() if volume["metadata"]["name"] not in doomed_names]
+    target = entry["planned_volume"]
+    attempt = 0 if 0 not in remaining else max(remaining) + 1
+    name = target if attempt == 0 else retry_volume_name(target, attempt)
+    while name in existing and name not in doomed_names:  # a volume of that name that is not ours: skip its number
+        attempt += 1
+        name = retry_volume_name(target, attempt)
+    entry.update(volume=name, kept_failed_volumes=kept, deleted_failed_volumes=doomed_names, attempt=attempt,
+                 delete_first=[(v["metadata"]["name"], bool(v["metadata"].get("deletionTimestamp"))) for v in doomed])
+    return name
 
 
 def plan(params, access, now):
-    """Entries for every chosen volume, and the bodies of the volumes to create (a volume name -> body)."""
+    """Entries for every chosen volume (keyed by the planned name), and the bodies of the volumes to create."""
     namespace = params["namespace"]
     backup_volumes = [bv for bv in access.list("BackupVolume", API_VERSION, namespace=namespace) if in_target(bv, params["backup_target"])]
     backups = [b for b in access.list("Backup", API_VERSION, namespace=namespace) if in_target(b, params["backup_target"])]
     existing = {v["metadata"]["name"]: v for v in access.list("Volume", API_VERSION, namespace=namespace)}
+    evidence = Evidence(access, namespace)
     entries, bodies = {}, {}
     chosen = choose(params, backup_volumes)
     overrides = params.get("overrides") or {}
@@ -393,25 +599,14 @@ def plan(params, access, now):
             continue
         target = choice.get("restore_as") or params["restore_as"] or name
         entry = entries[target] = new_entry(target, name, backup, now)
-        volume = existing.get(target)
-        if volume is not None:
-            origin = restored_from(volume)
-            wanted = backup_url_parts(entry["backup_url"])
-            if origin != wanted:
-                how = "was restored from backup %s" % origin[0] if origin else "was not restored from a backup"
-                entry.update(state=STATE_FAILED, error="volume %s already exists and %s; it is never overwritten. Delete it or restore "
-                             "under another name (restore_as)" % (target, how))
-                continue
-            outcome, _message = restore_outcome(volume)
-            claimed = ((volume.get("status") or {}).get("kubernetesStatus") or {}).get("pvName")
-            if not (outcome == STATE_FAILED and params["recreate_failed"] and not claimed):
-                entry["state"] = STATE_ALREADY_RESTORED
-                continue
-            # Longhorn does not retry a failed restore (ref §1.5 step 3); this volume holds only that failed
-            # attempt at the planned backup, so it is deleted and restored again.
-            entry["recreated"] = True
-        bodies[target] = volume_body(target, namespace, backup, number_of_replicas=choice.get("number_of_replicas") or params["number_of_replicas"],
-                                     data_engine=params["data_engine"], stale_replica_timeout=params["stale_replica_timeout"])
+        family = restore_family(existing, target)
+        volume_name = plan_existing(params, entry, backup, family, existing, evidence) if family else target
+        if volume_name is None:
+            continue
+        attempt = entry.get("attempt") or 0
+        bodies[target] = volume_body(volume_name, namespace, backup, number_of_replicas=choice.get("number_of_replicas") or params["number_of_replicas"],
+                                     data_engine=params["data_engine"], stale_replica_timeout=params["stale_replica_timeout"],
+                                     retry_of=target if attempt else None, retry=attempt or None)
     return entries, bodies
 
 
@@ -423,66 +618,84 @@ def wait_deleted(module, access, name, clock=time.monotonic, sleep=time.sleep):
         sleep(module.params["wait_sleep"])
 
 
+def start_restore(module, access, entry, body):
+    """Delete the proven-untouched failed attempts (opt-in), then create the volume."""
+    namespace = module.params["namespace"]
+    doomed = entry.get("delete_first") or []
+    if not module.check_mode:
+        for name, deleting in doomed:
+            if not deleting:
+                access.delete("Volume", API_VERSION, name, namespace=namespace)
+                entry["wrote"] = True
+        for name, _deleting in doomed:
+            wait_deleted(module, access, name)
+    if module.check_mode and body["metadata"]["name"] in [name for name, _deleting in doomed]:
+        return  # a dry run cannot create a name that still exists
+    access.create("Volume", API_VERSION, body, namespace=namespace)
+
+
 def run_restores(module, access, entries, bodies, clock=time.monotonic, sleep=time.sleep):
     """Create the volumes with at most ``concurrency`` restoring at once, waiting for each to finish (ref §1.5)."""
     params = module.params
     namespace = params["namespace"]
     queue = sorted(bodies)
     # Volumes that exist from an earlier, interrupted run are waited for as well.
-    active = {name: clock() for name, entry in entries.items() if entry["state"] == STATE_ALREADY_RESTORED}
+    active = {key: clock() for key, entry in entries.items() if entry["state"] == STATE_ALREADY_RESTORED}
     deadline = clock() + params["wait_timeout"]
     limit = params["concurrency"] if params["wait"] else len(queue) + 1
     first_round = True
     while queue or active:
         while queue and len(active) < limit:
-            name = queue.pop(0)
+            key = queue.pop(0)
+            entry = entries[key]
             try:
-                if entries[name].get("recreated"):
-                    if module.check_mode:
-                        entries[name]["created"] = True
-                        continue
-                    access.delete("Volume", API_VERSION, name, namespace=namespace)
-                    wait_deleted(module, access, name, clock=clock, sleep=sleep)
-                access.create("Volume", API_VERSION, bodies[name], namespace=namespace)
+                start_restore(module, access, entry, bodies[key])
             except LonghornError as exc:
-                entries[name].update(state=STATE_FAILED, error=str(exc))
+                entry.update(state=STATE_FAILED, error=str(exc))
                 continue
-            entries[name]["state"] = STATE_PLANNED if module.check_mode else STATE_RESTORING
-            entries[name]["created"] = True
-            active[name] = clock()
+            entry["state"] = STATE_PLANNED if module.check_mode else STATE_RESTORING
+            entry["created"] = True
+            active[key] = clock()
         if module.check_mode or not params["wait"]:
             return
         if not first_round:
             sleep(params["wait_sleep"])
         first_round = False
         volumes = {v["metadata"]["name"]: v for v in access.list("Volume", API_VERSION, namespace=namespace)}
-        for name in sorted(active):
-            volume = volumes.get(name)
+        for key in sorted(active):
+            entry = entries[key]
+            volume = volumes.get(entry["volume"])
             if volume is None:
                 outcome, message = STATE_FAILED, "volume disappeared while restoring"
             else:
                 outcome, message = restore_outcome(volume)
             if outcome == STATE_RESTORING:
                 continue
-            started = active.pop(name)
-            entry = entries[name]
+            started = active.pop(key)
             if outcome == STATE_RESTORED:
                 entry["state"] = STATE_RESTORED if entry.get("created") else STATE_ALREADY_RESTORED
             else:
-                entry.update(state=STATE_FAILED, error="restore of %s from %s failed: %s" % (name, entry["backup"], message))
+                entry.update(state=STATE_FAILED, error="restore of %s from %s failed: %s%s" % (
+                    entry["volume"], entry["backup"], message, "; %s" % entry["hint"] if entry.get("hint") else ""))
             entry["duration"] = round(clock() - started, 3) if entry.get("created") else 0.0
         if active and clock() >= deadline:
-            for name in sorted(active):
-                volume = volumes.get(name) or {}
+            for key in sorted(active):
+                volume = volumes.get(entries[key]["volume"]) or {}
                 _outcome, message = restore_outcome(volume) if volume else (None, "not found")
-                entries[name].update(state=STATE_FAILED, error="timed out after %ss (%s)" % (params["wait_timeout"], message))
+                entries[key].update(state=STATE_FAILED, error="timed out after %ss (%s)" % (params["wait_timeout"], message))
             return
 
 
+MUTUALLY_EXCLUSIVE = [("recreate_failed", "retry_failed"), ("recreate_failed", "delete_untouched_failed")]
+INTERNAL_KEYS = ("created", "wrote", "delete_first", "hint", "attempt")
+
+
 def main():
-    module = new_module(argument_spec(), supports_check_mode=True)
+    # mutually_exclusive is checked before defaults apply, so it refuses only what the task set.
+    module = new_module(argument_spec(), supports_check_mode=True, mutually_exclusive=MUTUALLY_EXCLUSIVE)
     started = time.monotonic()
     try:
+        resolve_recreate_failed(module.params)
         check_params(module.params)
         access = K8sAccess(module)
         entries, bodies = plan(module.params, access, time.time())
@@ -490,14 +703,18 @@ def main():
     except LonghornError as exc:
         module.fail_json(msg=str(exc), duration=round(time.monotonic() - started, 3), **exc.details)
     volumes = [entries[name] for name in sorted(entries)]
-    created = [entry.pop("created", False) for entry in volumes]  # from every entry: any() would stop at the first
-    for entry in volumes:
-        entry.pop("recreated", None)
-    changed = any(created)
+    # Popped from every entry: any() would stop at the first.
+    internal = [{key: entry.pop(key, None) for key in INTERNAL_KEYS} for entry in volumes]
+    changed = any(item["created"] or item["wrote"] for item in internal)
+    kept = [k for entry in volumes for k in entry["kept_failed_volumes"]]
     result = {"changed": changed, "volumes": volumes, "failed_volumes": [e["volume"] for e in volumes if e["state"] == STATE_FAILED],
+              "kept_failed_volumes": kept, "deleted_failed_volumes": sorted(n for e in volumes for n in e["deleted_failed_volumes"]),
               "duration": round(time.monotonic() - started, 3)}
+    if kept:
+        module.warn("Kept %d volume(s) whose restore failed, as they may hold data the backup does not: %s"
+                    % (len(kept), "; ".join("%s (remove it with: %s)" % (k["volume"], k["delete_command"]) for k in kept)))
     if module._diff:
-        result["diff"] = {"before": {}, "after": {name: bodies[name]["spec"] for name in sorted(bodies)}}
+        result["diff"] = {"before": {}, "after": {bodies[name]["metadata"]["name"]: bodies[name]["spec"] for name in sorted(bodies)}}
     if result["failed_volumes"]:
         failures = ["%s (%s)" % (e["volume"], e["error"]) for e in volumes if e["state"] == STATE_FAILED]
         module.fail_json(msg="%d of %d volumes failed to restore: %s" % (len(failures), len(volumes), "; ".join(failures)), **result)

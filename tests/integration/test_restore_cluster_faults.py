@@ -16,7 +16,8 @@
   retried and the claims bind.
 - Partial failure: one volume's restore fails in Longhorn; the report names it, the other claims are
   bound with their data, and the playbook fails at the end. Once the cause is gone, a re-run completes
-  (what the role's failure message promises).
+  (what the role's failure message promises) without deleting the failed volume:
+  tests/integration/test_restore_retry_keeps_failed_volume.py.
 
 Every run's output is scanned for the lab's credentials: the ``run_playbook`` runs by the harness, the
 killed runs here with the harness's scanner.
@@ -395,33 +396,6 @@ def test_api_faults_retried_and_partial_failure_reported(lab, run_playbook):
     assert pv_codes[:2] == [503, 503] and sorted(pv_codes[2:]) == [201] * len(healthy), pv_codes
     assert pvc_codes[:3] == [429, 429, 0] and sorted(pvc_codes[3:]) == [201] * len(healthy), pvc_codes
     assert not result.mentions(lab.secret_key)
-
-
-def test_rerun_after_the_failed_restore_is_fixed_completes(lab, run_playbook):
-    """The role's failure says 'Fix the cause and run again': once the cause is gone, the re-run completes."""
-    claims = ('app-data', 'db-data')
-    volumes = setup_backups(lab, run_playbook, claims=claims)
-    backup = run_playbook('longhorn_volume_backup.yml')
-    assert backup.rc == 0, str(backup)
-    lab.wipe_cluster()
-    broken = volumes['db-data']
-    lab.fail_restore(broken)
-    failed = run_playbook(PLAYBOOK, extra_vars={'restore_cluster_method': 'volumes'})
-    assert failed.rc != 0, str(failed)
-    message = failed.task_result(ROLE + 'Fail when any volume or claim did not come back')['msg']
-    assert f'{APPS}/db-data' in message and 'run again' in message, message
-
-    lab.clear_faults()  # the cause is fixed
-    again = run_playbook(PLAYBOOK, extra_vars={'restore_cluster_method': 'volumes'})
-    report = again.task_result(ROLE + 'Build the report')['ansible_facts']['restore_cluster_report']
-    assert again.rc == 0 and report['failures'] == [], report['failures'] or str(again)
-    assert sorted(_volumes(lab)) == sorted(volumes.values())
-    pvs = _pvs(lab)
-    assert sorted(_handle(pv) for pv in pvs.values()) == sorted(volumes.values())
-    found = _claims(lab)
-    for claim, volume in volumes.items():
-        assert found[claim]['status']['phase'] == 'Bound' and _handle(pvs[found[claim]['spec']['volumeName']]) == volume
-        assert _data(lab, volume) == _payload(claim), f'{claim}: data of {volume} does not verify'
 
 
 def test_total_s3_outage_after_the_plan_fails_at_the_target_and_restores_nothing(lab, run_playbook):

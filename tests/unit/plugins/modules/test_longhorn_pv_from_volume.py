@@ -210,3 +210,35 @@ def test_a_run_cut_off_after_the_pv_finds_the_claim_in_its_claim_ref():
     entries, work, _ns = _run(access, volumes=["vol-a"])
     assert (entries["vol-a"]["pvc_namespace"], entries["vol-a"]["pvc_name"], entries["vol-a"]["source"]) == ("apps", "data", "pv_claim_ref")
     assert work["vol-a"][0] is None and work["vol-a"][1]["spec"]["volumeName"] == "vol-a"
+
+
+def _retry_volume(name, target, attempt, claim=None):
+    from ansible_collections.homelab.longhorn_dr.plugins.module_utils import _volume_restore as vr
+    volume = _volume(name, claim)
+    volume["metadata"]["annotations"] = {vr.RETRY_OF_ANNOTATION: target, vr.RETRY_ANNOTATION: str(attempt)}
+    return volume
+
+
+def test_a_retry_volume_gets_the_pv_and_claim_of_the_volume_it_stands_in_for(tmp_path):
+    """longhorn_volume_restore retried vol-a's failed restore in vol-a-retry-1: the PV and claim keep vol-a's names."""
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(json.dumps({"format": pvv.MANIFEST_FORMAT, "volumes": [
+        {"volume": "vol-b", "pvc_namespace": "apps", "pvc_name": "b-claim", "pv_name": "pv-b", "storage_class": "fast"}]}))
+    failed = _volume("vol-a", ("apps", "data"))
+    failed["status"].update(robustness="faulted", restoreRequired=True,
+                            conditions=[{"type": "Restore", "status": "False", "reason": "RestoreFailure", "message": "All replica restore failed"}])
+    access = FakeAccess(volumes=[failed, _retry_volume("vol-a-retry-1", "vol-a", 1, ("apps", "data")), _retry_volume("vol-b-retry-2", "vol-b", 2),
+                                 _retry_volume("vol-c-retry-1", "vol-c", 7)],
+                        backup_volumes=[{"metadata": {"name": "vol-a-1"}, "spec": {"volumeName": "vol-a"}, "status": {"storageClassName": "longhorn"}}])
+    entries, work, _ns = _run(access, cluster_state_manifest=str(manifest), volumes=["vol-a", "vol-a-retry-1", "vol-b-retry-2", "vol-c-retry-1"])
+    assert (entries["vol-a-retry-1"]["pv_name"], entries["vol-a-retry-1"]["pvc_name"], entries["vol-a-retry-1"]["storage_class"]) == (
+        "vol-a", "data", "longhorn")
+    pv, pvc = work["vol-a-retry-1"]
+    assert pv["metadata"]["name"] == "vol-a" and pv["spec"]["csi"]["volumeHandle"] == "vol-a-retry-1" and pvc["spec"]["volumeName"] == "vol-a"
+    # The manifest entry of the planned volume applies to its retry.
+    assert (entries["vol-b-retry-2"]["pv_name"], entries["vol-b-retry-2"]["pvc_name"], entries["vol-b-retry-2"]["source"]) == (
+        "pv-b", "b-claim", "manifest")
+    # An annotation that does not match the name is not ours: the volume stands only for itself.
+    assert entries["vol-c-retry-1"]["state"] == "Failed" and "no claim known for volume vol-c-retry-1" in entries["vol-c-retry-1"]["error"]
+    # The failed volume itself gets nothing, and says why.
+    assert entries["vol-a"]["state"] == "Failed" and "the restore of volume vol-a failed" in entries["vol-a"]["error"]
