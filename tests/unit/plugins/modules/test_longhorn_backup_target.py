@@ -28,11 +28,12 @@ NOW = datetime.datetime(2026, 1, 2, 3, 4, 5, 600000, tzinfo=datetime.timezone.ut
 class FakeAccess:
     """Objects keyed by (kind, name); records writes; a dry run in check mode changes nothing."""
 
-    def __init__(self, objects, check_mode=False, on_wait=None):
+    def __init__(self, objects, check_mode=False, on_wait=None, fail_on=None):
         self.objects = copy.deepcopy(objects)
         self.check_mode = check_mode
         self.writes = []
         self.on_wait = on_wait
+        self.fail_on = fail_on
 
     def get(self, kind, _api_version, name, namespace=None):
         assert namespace == NS
@@ -46,10 +47,17 @@ class FakeAccess:
 
     def merge_patch(self, kind, _api_version, name, patch, namespace=None):
         self.writes.append(("patch", kind, name, patch, self.check_mode))
+        if self.fail_on and self.fail_on(("patch", kind, name)):
+            raise LonghornError("Failed to patch %s %s: admission webhook denied the request" % (kind, name))
         merged = copy.deepcopy(self.objects[(kind, name)])
         for key, value in patch.items():
             if isinstance(value, dict):
-                merged.setdefault(key, {}).update(value)
+                section = merged.setdefault(key, {})
+                for inner, inner_value in value.items():
+                    if inner_value is None:  # JSON merge patch: null removes the field
+                        section.pop(inner, None)
+                    else:
+                        section[inner] = inner_value
             else:
                 merged[key] = value
         if not self.check_mode:
@@ -77,7 +85,7 @@ class FakeModule:
     def __init__(self, check_mode=False, diff=True, **params):
         self.params = dict(name="default", namespace=NS, state="present", url=None, credential_secret=None, access_key=None,
                            secret_key=None, endpoints=None, cert=None, virtual_hosted_style=None, poll_interval=None,
-                           sync=False, wait=True, wait_timeout=10, wait_sleep=1)
+                           sync=False, wait=True, wait_timeout=10, wait_sleep=1, validate_target=True)
         self.params.update(params)
         self.check_mode = check_mode
         self._diff = diff
@@ -105,8 +113,31 @@ def synced(access):
                         "conditions": [{"type": "Unavailable", "status": "False", "message": ""}]}
 
 
-def run(access, module, clock=NOW.timestamp):
-    return module_under_test.BackupTargetManager(module, access, clock=clock).run()
+class FakeS3:
+    """A boto3 S3 client stand-in: records the client params and listings; ``error`` is raised by the listing."""
+
+    def __init__(self, error=None):
+        self.error = error
+        self.clients = []
+        self.listings = []
+
+    def __call__(self, params, **kwargs):
+        self.clients.append(dict(params, **kwargs))
+        if params.get("ca_bundle"):
+            with open(params["ca_bundle"], encoding="utf-8") as stream:
+                self.clients[-1]["ca_text"] = stream.read()
+        return self
+
+    def list_objects_v2(self, **kwargs):
+        self.listings.append(kwargs)
+        if self.error is not None:
+            raise self.error
+        return {"KeyCount": 0, "IsTruncated": False}
+
+
+def run(access, module, clock=NOW.timestamp, s3=None):
+    return module_under_test.BackupTargetManager(module, access, clock=clock, s3_factory=s3 or FakeS3(),
+                                                 s3_sleep=lambda _seconds: None).run()
 
 
 def creds(**extra):
@@ -256,9 +287,10 @@ def test_legacy_versions_refuse_named_targets():
 
 def test_configmap_keys_give_a_warning():
     access = FakeAccess(cluster(configmap="backup-target: s3://x@y/\n"), on_wait=synced)
-    manager = module_under_test.BackupTargetManager(FakeModule(url=URL), access, clock=NOW.timestamp)
+    manager = module_under_test.BackupTargetManager(FakeModule(url=URL, validate_target=False), access, clock=NOW.timestamp)
     manager.run()
     assert any("longhorn-default-resource" in warning and "backup-target" in warning for warning in manager.warnings)
+    assert any("validate_target=false" in warning and URL in warning for warning in manager.warnings)
 
 
 def test_absent_clears_default_and_deletes_named():
@@ -305,3 +337,52 @@ def test_a_changed_target_asks_for_a_sync_so_the_wait_does_not_take_a_poll_inter
     result = run(access, FakeModule(**creds()))
     assert result["changed"] is True and result["sync_requested"] is True
     assert access.objects[("BackupTarget", "default")]["spec"]["syncRequestedAt"] == "2026-01-02T03:04:05Z"
+
+
+# --- changed tells the truth after a write (issue 10 finding 4) --------------------------------------
+
+def unavailable(access, message="failed to list system backups in s3://backups@us-east-1/: AccessDenied"):
+    target = access.objects.get(("BackupTarget", "default"))
+    if target is not None and target["spec"].get("backupTargetURL") == URL:
+        target["status"] = {"available": False, "conditions": [
+            {"type": "Unavailable", "status": "True", "reason": "Unavailable", "message": message}]}
+    elif target is not None:
+        target["status"] = {"available": True, "lastSyncedAt": "2026-01-02T03:04:06Z"}
+
+
+def run_main(monkeypatch, capsys, access, args):
+    monkeypatch.setattr(module_under_test, "K8sAccess", lambda _module: access)
+    monkeypatch.setattr(module_under_test, "s3_client", FakeS3(), raising=False)
+    with patch_module_args(dict(args, wait_timeout=1, wait_sleep=1)):
+        with pytest.raises(SystemExit):
+            module_under_test.main()
+    return json.loads(capsys.readouterr().out)
+
+
+def test_a_failed_wait_after_writing_reports_changed(monkeypatch, capsys):
+    access = FakeAccess(cluster(), on_wait=unavailable)
+    out = run_main(monkeypatch, capsys, access, creds())
+    assert out["failed"] is True and "AccessDenied" in out["msg"]
+    assert access.real_writes(), "the run wrote nothing, the test proves nothing"
+    assert out["changed"] is True
+
+
+def test_a_refused_target_write_after_the_secret_write_reports_changed(monkeypatch, capsys):
+    objects = cluster(spec={"backupTargetURL": "s3://old@us-east-1/", "credentialSecret": "creds", "pollInterval": "5m0s"})
+    access = FakeAccess(objects, on_wait=synced, fail_on=lambda call: call[1] == "BackupTarget" and call[0] == "patch")
+    out = run_main(monkeypatch, capsys, access, creds())
+    assert out["failed"] is True and "admission webhook denied" in out["msg"]
+    assert [w[1] for w in access.real_writes()][:1] == ["Secret"]
+    assert out["changed"] is True
+
+
+def test_a_failure_in_check_mode_reports_no_change(monkeypatch, capsys):
+    access = FakeAccess(cluster(), check_mode=True, fail_on=lambda call: call[1] == "BackupTarget")
+    monkeypatch.setattr(module_under_test, "K8sAccess", lambda _module: access)
+    monkeypatch.setattr(module_under_test, "s3_client", FakeS3(), raising=False)
+    with patch_module_args(dict(creds(), _ansible_check_mode=True, url="s3://backups@us-east-1/other/", name="default")):
+        with pytest.raises(SystemExit):
+            module_under_test.main()
+    out = json.loads(capsys.readouterr().out)
+    assert out["changed"] is False
+    assert access.real_writes() == []
