@@ -263,7 +263,7 @@ sync_requested:
   sample: false
 target_check:
   description:
-    - The S3 check of the new target (O(validate_target)).
+    - The S3 check of the new target (O(validate_target)), also on failure.
     - C(performed) says whether the bucket was listed; C(skipped_reason) why not (the target does not change,
       V(validate_target=false), a scheme other than s3, an IAM role).
     - On a refusal it also holds C(error_kind) (region, credentials, denied, missing_bucket, unreachable, error) and
@@ -412,6 +412,7 @@ class BackupTargetManager:
         # Set by the first real (not dry-run) write: a failure after it reports changed and rolls back.
         self.wrote = False
         self.before = None
+        self.target_check = None
         self.applied = dict(secret_keys=[], secret_created=False, target_fields=[], target_created=False, settings=[])
 
     # --- reads -------------------------------------------------------------------------------------
@@ -644,6 +645,8 @@ class BackupTargetManager:
         try:
             return self._run(started)
         except LonghornError as exc:
+            if self.target_check is not None:
+                exc.details.setdefault("target_check", self.target_check)
             if self.wrote:
                 report = self.roll_back()
                 exc.details["rollback"] = report
@@ -682,6 +685,7 @@ class BackupTargetManager:
         target_check = dict(performed=False, skipped_reason="state=absent")
         if not absent:
             target_check = self.check_new_target(current, desired, exists, dict(secret_now, **wanted_secret), secret_name)
+        self.target_check = target_check
         self.snapshot(target, secret, secret_name)
 
         changed_at = None
