@@ -138,7 +138,7 @@ options:
     description:
       - Check an s3 target over plain S3 before writing anything, when the URL, the credential Secret name or its
         values change (also in check mode; it only reads).
-      - The check uses what the Secret will hold after the run (its current keys with the given values over them): the
+      - The check uses what the Secret will hold after the run (its current keys with the given values over them), that is the
         access and secret key, C(AWS_ENDPOINTS) (AWS S3 when unset), C(AWS_CERT) as the CA bundle, the region from
         O(url), and the addressing Longhorn uses (path style when an endpoint is set, unless
         O(virtual_hosted_style=true)). It lists C(<prefix>/backupstore/) in the bucket once; an empty listing is fine.
@@ -528,8 +528,8 @@ class BackupTargetManager:
         missing = bt.missing_s3_keys(secret_values)
         if missing:
             raise LonghornError("access_key/secret_key: the credential Secret %r would have no %s, which Longhorn needs for the s3 "
-                                "target %s; give access_key and secret_key (or validate_target=false when another tool fills the Secret later)" % (secret_name, " and ".join(missing), url),
-                                target_check=report)
+                                "target %s; give access_key and secret_key (or validate_target=false when another tool fills the "
+                                "Secret later)" % (secret_name, " and ".join(missing), url), target_check=report)
         if not secret_values.get("AWS_ACCESS_KEY_ID"):
             report["skipped_reason"] = "AWS_IAM_ROLE_ARN: the role's credentials exist only in the cluster"
             self.warnings.append("validate_target: Secret %r uses AWS_IAM_ROLE_ARN, which the controller cannot assume; the target "

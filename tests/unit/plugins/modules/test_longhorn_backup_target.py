@@ -551,6 +551,7 @@ def test_a_refused_target_write_gives_back_the_secret():
     def fail_first_target_patch(call):
         calls.append(call)
         return call[1] == "BackupTarget" and len([c for c in calls if c[1] == "BackupTarget"]) == 1
+
     access = FakeAccess(objects, on_wait=synced, fail_on=fail_first_target_patch)
     with pytest.raises(LonghornError) as caught:
         run(access, FakeModule(**creds()))
@@ -561,8 +562,14 @@ def test_a_refused_target_write_gives_back_the_secret():
 def test_a_failed_rollback_says_so():
     objects = cluster(spec=dict(WORKING))
     objects[("Secret", "creds")] = {"metadata": {"name": "creds"}, "data": bt.encode_secret_data(WORKING_SECRET)}
-    access = FakeAccess(objects, on_wait=unavailable,
-                        fail_on=lambda call: call[1] == "Secret" and len([w for w in access.writes if w[1] == "Secret"]) > 1)
+    secret_writes = []
+
+    def fail_the_second_secret_write(call):
+        if call[1] == "Secret":
+            secret_writes.append(call)
+        return len(secret_writes) > 1
+
+    access = FakeAccess(objects, on_wait=unavailable, fail_on=fail_the_second_secret_write)
     with pytest.raises(LonghornError) as caught:
         run(access, FakeModule(**creds()))
     assert "The rollback failed (Failed to patch Secret creds" in str(caught.value)
@@ -575,10 +582,12 @@ def test_legacy_settings_are_rolled_back():
     objects[("Setting", "backup-target-credential-secret")]["value"] = "creds"
     objects[("BackupTarget", "default")]["spec"] = {"backupTargetURL": "s3://working@us-east-1/", "credentialSecret": "creds"}
     objects[("Secret", "creds")] = {"metadata": {"name": "creds"}, "data": bt.encode_secret_data(WORKING_SECRET)}
+
     def longhorn_copies_the_settings(fake):
         # ref §1.2: up to v1.7 Longhorn derives BackupTarget default from the Settings.
         fake.objects[("BackupTarget", "default")]["spec"]["backupTargetURL"] = fake.objects[("Setting", "backup-target")]["value"]
         unavailable(fake)
+
     access = FakeAccess(objects, on_wait=longhorn_copies_the_settings)
     with pytest.raises(LonghornError) as caught:
         run(access, FakeModule(**creds()))
