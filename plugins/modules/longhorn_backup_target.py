@@ -679,7 +679,9 @@ class BackupTargetManager:
 
         wanted_secret = bt.secret_values(params) if not absent else {}
         secret_name = desired.get("credentialSecret") or ""
-        secret = self.k8s.get("Secret", "v1", secret_name, namespace=self.namespace) if secret_name and not absent else None
+        # Read only when it is written or checked: a target whose Secret is managed elsewhere needs no Secret rights otherwise.
+        read_secret = secret_name and not absent and (wanted_secret or params["validate_target"])
+        secret = self.k8s.get("Secret", "v1", secret_name, namespace=self.namespace) if read_secret else None
         secret_now = bt.decode_secret_data(secret)
         self.secret_changed_preview = bt.changed_secret_keys(secret_now, wanted_secret)
         target_check = dict(performed=False, skipped_reason="state=absent")
