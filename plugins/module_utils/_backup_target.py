@@ -5,7 +5,8 @@
 
 # This module_utils is PRIVATE to homelab.longhorn_dr: it may change at any time.
 
-"""Pure logic of longhorn_backup_target: desired state, comparison, masking, sync freshness."""
+"""Logic of longhorn_backup_target: desired state, comparison, masking, sync freshness, the S3 check of a new target
+and the rollback plan."""
 
 from __future__ import annotations
 
@@ -13,10 +14,18 @@ import base64
 import binascii
 import datetime
 
+from ansible_collections.homelab.longhorn_dr.plugins.module_utils._backupstore import backupstore_root
 from ansible_collections.homelab.longhorn_dr.plugins.module_utils._longhorn import (
     parse_rfc3339,
     format_duration,
     parse_duration,
+)
+from ansible_collections.homelab.longhorn_dr.plugins.module_utils._s3 import (
+    BotoCoreError,
+    ClientError,
+    call_with_retry,
+    classify,
+    error_code,
 )
 
 MASK = "********"
@@ -208,3 +217,123 @@ def is_ready(target, changed_at=None, previous_synced=None):
         return False
     previous = parse_time(previous_synced)
     return previous is None or last > previous
+
+
+# --- the S3 check of a new target ---------------------------------------------------------------------
+
+# Answers for a request signed for the wrong region: MinIO (and AWS SigV4) AuthorizationHeaderMalformed,
+# MinIO's InvalidRegion, AWS's redirects to the bucket's region.
+REGION_ERROR_CODES = ("AuthorizationHeaderMalformed", "InvalidRegion", "PermanentRedirect", "IllegalLocationConstraintException")
+
+
+class TargetCheckError(Exception):
+    """The new target failed the S3 check; ``kind`` is region, credentials, denied, missing_bucket, unreachable or error."""
+
+    def __init__(self, message, kind, code=None):
+        super().__init__(message)
+        self.kind = kind
+        self.code = code
+
+
+def s3_addressing_style(values):
+    """How Longhorn's S3 client addresses the store (ref §3.2, backupstore s3_service.go): VIRTUAL_HOSTED_STYLE
+    true forces virtual-hosted, false forces path style; otherwise path style when AWS_ENDPOINTS is set."""
+    forced = str(values.get("VIRTUAL_HOSTED_STYLE") or "").strip().lower()
+    if forced == "true":
+        return "virtual"
+    if forced == "false" or values.get("AWS_ENDPOINTS"):
+        return "path"
+    return "auto"
+
+
+def missing_s3_keys(values):
+    """The key names Longhorn needs for an s3 target and the Secret lacks (ref §3.2: both unless AWS_IAM_ROLE_ARN)."""
+    if values.get("AWS_IAM_ROLE_ARN"):
+        return []
+    return [key for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY") if not values.get(key)]
+
+
+def _server_message(exc):
+    if isinstance(exc, ClientError):
+        return ((getattr(exc, "response", None) or {}).get("Error") or {}).get("Message") or ""
+    return ""
+
+
+def check_error(exc, url, info, secret_name, endpoint, root):
+    """A TargetCheckError for a failed listing; names the option and its value, never a credential."""
+    code = error_code(exc)
+    where = "endpoints %r" % endpoint if endpoint else "AWS S3 (no endpoints given)"
+    keys = "the keys the credential Secret %r will hold" % secret_name
+    if code in REGION_ERROR_CODES:
+        detail = _server_message(exc)
+        return TargetCheckError(
+            "url %r: the store at %s refuses requests signed for region %r (%s%s). Put the store's region after '@' "
+            "(s3://%s@<region>/%s); a MinIO without a configured region accepts us-east-1."
+            % (url, where, info["region"], code, (": " + detail) if detail else "", info["bucket"], info["prefix"] + "/" if info["prefix"] else ""),
+            "region", code)
+    error = classify(exc, "list %s in bucket %s" % (root, info["bucket"]))
+    if error.kind == "unreachable":
+        hint = " (a TLS error: give the store's CA as cert)" if "SSL" in str(error.code) else ""
+        return TargetCheckError(
+            "endpoints %r: the store is unreachable from the controller (%s)%s. Check the scheme, host and port; "
+            "when only the cluster can reach the store, set validate_target=false." % (endpoint or "(AWS S3)", error.code, hint),
+            "unreachable", error.code)
+    if code == "InvalidAccessKeyId":
+        return TargetCheckError(
+            "access_key: the store at %s does not know the access key ID of %s (InvalidAccessKeyId). Give an access key "
+            "of this store (values are never shown)." % (where, keys), "credentials", code)
+    if code == "SignatureDoesNotMatch":
+        return TargetCheckError(
+            "secret_key: the store at %s refuses the signature made with %s (SignatureDoesNotMatch): the secret key does "
+            "not belong to the access key. Give the secret key of this access key (values are never shown)." % (where, keys),
+            "credentials", code)
+    if error.kind == "credentials":
+        return TargetCheckError("access_key/secret_key: the store at %s refuses %s (%s)." % (where, keys, code), "credentials", code)
+    if code == "AccessDenied":
+        return TargetCheckError(
+            "url %r: %s may not list %s in bucket %r at %s (AccessDenied). Longhorn needs s3:ListBucket, s3:GetObject, "
+            "s3:PutObject and s3:DeleteObject there." % (url, keys, root, info["bucket"], where), "denied", code)
+    if code in ("NoSuchBucket", "404", "NotFound"):
+        return TargetCheckError(
+            "url %r: bucket %r does not exist at %s (NoSuchBucket). Create it, or correct the bucket before '@' in url."
+            % (url, info["bucket"], where), "missing_bucket", code)
+    return TargetCheckError("url %r: listing %s in bucket %r at %s failed: %s" % (url, root, info["bucket"], where, error),
+                            "error", error.code)
+
+
+def check_s3_target(client, url, info, secret_name, endpoint, retries=2, sleep=None):
+    """One LIST of ``<prefix>/backupstore/`` with the client Longhorn's credentials make; raises TargetCheckError.
+
+    Returns the listed prefix. An empty listing is fine: a new target has no backups yet.
+    """
+    root = backupstore_root(info.get("prefix"))
+    kwargs = {"retries": retries}
+    if sleep is not None:
+        kwargs["sleep"] = sleep
+    try:
+        call_with_retry(client.list_objects_v2, Bucket=info["bucket"], Prefix=root, Delimiter="/", MaxKeys=1, **kwargs)
+    except (ClientError, BotoCoreError) as exc:
+        raise check_error(exc, url, info, secret_name, endpoint, root) from None
+    return root
+
+
+def scrub(text, values):
+    """``text`` without any of the credential ``values`` (belt and braces for server messages)."""
+    for value in values:
+        if value and len(value) >= 4:
+            text = text.replace(value, "********")
+    return text
+
+
+def secret_restore_patch(previous_data, written_keys):
+    """A merge patch that gives the Secret's ``data`` back its previous (base64) values for ``written_keys``:
+    keys that were there get their old value, keys this run added are removed (``None``)."""
+    previous_data = previous_data or {}
+    return {"data": {key: previous_data.get(key) for key in sorted(written_keys)}}
+
+
+def spec_restore_patch(previous_spec, fields):
+    """A merge patch that gives the BackupTarget spec ``fields`` their previous raw values (``None`` removes a field
+    that was not set)."""
+    previous_spec = previous_spec or {}
+    return {field: previous_spec.get(field) for field in fields}

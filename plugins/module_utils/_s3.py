@@ -128,8 +128,11 @@ def call_with_retry(func, *args, retries=4, delay=0.2, max_delay=3.0, sleep=time
             attempt += 1
 
 
-def s3_client(params, max_pool_connections=16, connect_timeout=5, read_timeout=30, extra_config=None):
+def s3_client(params, max_pool_connections=16, connect_timeout=5, read_timeout=30, extra_config=None, addressing_style="path"):
     """A path-style S3 client (MinIO default) from module params; botocore retries are off, we retry ourselves.
+
+    ``addressing_style`` (``path``, ``virtual`` or ``auto``) is for callers that must address the store as
+    Longhorn will (its ``VIRTUAL_HOSTED_STYLE`` key).
 
     ``extra_config`` adds botocore Config settings, e.g. ``request_checksum_calculation``. Settings that the
     installed botocore does not know are left out: the checksum settings came with botocore 1.36, and older
@@ -137,7 +140,7 @@ def s3_client(params, max_pool_connections=16, connect_timeout=5, read_timeout=3
     """
     extra_config = {key: value for key, value in (extra_config or {}).items() if key in Config.OPTION_DEFAULTS}
     config = Config(
-        s3={"addressing_style": "path"},
+        s3={"addressing_style": addressing_style},
         signature_version="s3v4",
         # total_max_attempts counts the first try; max_attempts=1 would still allow one botocore retry.
         retries={"total_max_attempts": 1, "mode": "standard"},

@@ -94,21 +94,26 @@ def test_sync_requests_a_fresh_sync_and_reports_a_change(lab, run_playbook):
     assert any("/backuptargets/default" in entry["path"] for entry in lab.writes_since(mark))
 
 
-def test_wrong_credentials_wait_then_fail_with_the_unavailable_message(lab, run_playbook):
+def test_without_the_s3_check_wrong_credentials_wait_fail_and_are_rolled_back(lab, run_playbook):
+    # validate_target=false (a controller that cannot reach the store): Longhorn's wait is the check, and the
+    # rollback gives back the previous target, here the empty default one, and removes the Secret the run created.
     wrong = "WrongSecretKey0123456789"
-    extra = {"bt_secret_key": wrong, "bt_wait_timeout": 6}
-    run = run_playbook(PLAYBOOK, extra_vars=extra)
+    mark = lab.audit_mark()
+    run = run_playbook(PLAYBOOK, extra_vars={"bt_secret_key": wrong, "bt_wait_timeout": 6, "bt_validate": False})
     assert run.rc != 0, run
     result = run.task_result(TASK)
-    assert result["failed"] is True
+    assert result["failed"] is True and result["changed"] is True
     assert "Timed out after 6s waiting for BackupTarget default" in result["msg"]
     assert "failed to list system backups in %s" % lab.backup_target_url in result["msg"]
+    assert "removed what this run created (Secret %s; the bucket is untouched)" % SECRET in result["msg"]
     assert result["result"]["status"]["available"] is False
-    assert_no_secret(run, wrong, lab.secret_key)
-    # The same failure at -vvv (module arguments and results in full) still shows no credential.
-    verbose = run_playbook(PLAYBOOK, extra_vars=extra, verbosity=3)
-    assert verbose.rc != 0 and "Timed out after 6s" in verbose.stdout, verbose
-    assert_no_secret(verbose, wrong, lab.secret_key, lab.access_key)
+    assert result["target_check"]["skipped_reason"] == "validate_target=false"
+    assert any("validate_target=false: the new target %s was not checked" % lab.backup_target_url in warning
+               for warning in result["warnings"])
+    assert lab.writes_since(mark), "nothing was written, the rollback is untested"
+    assert backup_target(lab)["spec"]["backupTargetURL"] == "" and lab.store.try_get("secrets", NAMESPACE, SECRET) is None
+    # At -vvv (module arguments and results in full) no credential shows.
+    assert_no_secret(run, wrong, lab.secret_key, lab.access_key)
 
 
 def test_bad_url_is_refused_before_any_write(lab, run_playbook):

@@ -23,6 +23,9 @@ network to MinIO. Benchmarks use it; it costs the client no CPU.
 
 ``paths`` restricts a fault to requests whose object key (or, for a listing, the ``prefix``
 parameter) matches: a glob when it contains ``*?[``, a substring otherwise.
+
+The server has one configured region (``LAB_REGION`` unless given) and refuses a request signed
+for another one, as MinIO with a configured region does; moto alone accepts any region.
 """
 
 from __future__ import annotations
@@ -41,6 +44,8 @@ from xml.sax.saxutils import escape
 
 FAULT_MODES = ("ok", "down", "slow", "error")
 LAB_USER = "longhorn-lab"
+# The region the lab's store is configured with; requests signed for another region are refused.
+LAB_REGION = "us-east-1"
 _START_TIMEOUT = 120.0
 _COMMAND_TIMEOUT = 60.0
 # S3 error code sent with each fault status (MinIO/AWS wording).
@@ -103,7 +108,7 @@ class S3Faults:
 class S3Server:
     """moto S3 with auth enforced, one bucket, and an IAM user whose key the lab hands out."""
 
-    def __init__(self, bucket="longhorn-backups", region="us-east-1", object_lock=False, host="127.0.0.1", port=0):
+    def __init__(self, bucket="longhorn-backups", region=LAB_REGION, object_lock=False, host="127.0.0.1", port=0):
         self.bucket = bucket
         self.region = region
         self.object_lock = object_lock
@@ -286,13 +291,27 @@ def _error_response(start_response, status, code, message, resource):
     return [body]
 
 
+def _signed_region(environ):
+    """The region of a SigV4 ``Authorization`` header's credential scope (``Credential=AK/date/region/s3/aws4_request``)."""
+    header = environ.get("HTTP_AUTHORIZATION", "").replace(" ", "")
+    if not header.startswith("AWS4-HMAC-SHA256"):
+        return None
+    for field in header[len("AWS4-HMAC-SHA256"):].split(","):
+        name, _sep, value = field.partition("=")
+        if name == "Credential":
+            scope = value.split("/")
+            return scope[2] if len(scope) == 5 else None
+    return None
+
+
 class _FaultMiddleware:
     """Applies lab faults and MinIO-like answers moto does not give, then hands over to moto."""
 
-    def __init__(self, app, state, link=None):
+    def __init__(self, app, state, link=None, region=LAB_REGION):
         self.app = app
         self.state = state
         self.link = link or _Link()
+        self.region = region
 
     def __call__(self, environ, start_response):
         path = environ.get("PATH_INFO", "/")
@@ -323,6 +342,14 @@ class _FaultMiddleware:
                         pass
                 # werkzeug treats this as a dropped connection and sends nothing.
                 raise ConnectionResetError("lab S3 fault: down")
+        signed_region = _signed_region(environ)
+        if signed_region is not None and signed_region != self.region:
+            # MinIO with a configured region (minio/minio cmd/signature-v4-parser.go parseCredentialHeader,
+            # isValidRegion) refuses a credential scope for another region; cmd/api-response.go
+            # writeErrorResponse words it with the configured region. moto ignores the region.
+            return _error_response(start_response, 400, "AuthorizationHeaderMalformed",
+                                   "The authorization header is malformed; the region is wrong; expecting '%s'." % self.region,
+                                   path)
         body = self.app(environ, start_response)
         if environ.get("REQUEST_METHOD") == "GET" and self.link.limited:
             body = [b"".join(body)]
@@ -430,7 +457,8 @@ def _serve(config):
         access_key, secret_key = _create_lab_user()
         state = _FaultState()
         link = _Link()
-        listener = _Listener(_FaultMiddleware(DomainDispatcherApplication(create_backend_app), state, link),
+        listener = _Listener(_FaultMiddleware(DomainDispatcherApplication(create_backend_app), state, link,
+                                              region=config["region"]),
                              config["host"], config["port"])
         listener.open()
         s3 = boto3.session.Session().client(

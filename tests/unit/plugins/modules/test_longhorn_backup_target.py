@@ -28,11 +28,12 @@ NOW = datetime.datetime(2026, 1, 2, 3, 4, 5, 600000, tzinfo=datetime.timezone.ut
 class FakeAccess:
     """Objects keyed by (kind, name); records writes; a dry run in check mode changes nothing."""
 
-    def __init__(self, objects, check_mode=False, on_wait=None):
+    def __init__(self, objects, check_mode=False, on_wait=None, fail_on=None):
         self.objects = copy.deepcopy(objects)
         self.check_mode = check_mode
         self.writes = []
         self.on_wait = on_wait
+        self.fail_on = fail_on
 
     def get(self, kind, _api_version, name, namespace=None):
         assert namespace == NS
@@ -46,10 +47,17 @@ class FakeAccess:
 
     def merge_patch(self, kind, _api_version, name, patch, namespace=None):
         self.writes.append(("patch", kind, name, patch, self.check_mode))
+        if self.fail_on and self.fail_on(("patch", kind, name)):
+            raise LonghornError("Failed to patch %s %s: admission webhook denied the request" % (kind, name))
         merged = copy.deepcopy(self.objects[(kind, name)])
         for key, value in patch.items():
             if isinstance(value, dict):
-                merged.setdefault(key, {}).update(value)
+                section = merged.setdefault(key, {})
+                for inner, inner_value in value.items():
+                    if inner_value is None:  # JSON merge patch: null removes the field
+                        section.pop(inner, None)
+                    else:
+                        section[inner] = inner_value
             else:
                 merged[key] = value
         if not self.check_mode:
@@ -77,7 +85,7 @@ class FakeModule:
     def __init__(self, check_mode=False, diff=True, **params):
         self.params = dict(name="default", namespace=NS, state="present", url=None, credential_secret=None, access_key=None,
                            secret_key=None, endpoints=None, cert=None, virtual_hosted_style=None, poll_interval=None,
-                           sync=False, wait=True, wait_timeout=10, wait_sleep=1)
+                           sync=False, wait=True, wait_timeout=10, wait_sleep=1, validate_target=True)
         self.params.update(params)
         self.check_mode = check_mode
         self._diff = diff
@@ -105,8 +113,31 @@ def synced(access):
                         "conditions": [{"type": "Unavailable", "status": "False", "message": ""}]}
 
 
-def run(access, module, clock=NOW.timestamp):
-    return module_under_test.BackupTargetManager(module, access, clock=clock).run()
+class FakeS3:
+    """A boto3 S3 client stand-in: records the client params and listings; ``error`` is raised by the listing."""
+
+    def __init__(self, error=None):
+        self.error = error
+        self.clients = []
+        self.listings = []
+
+    def __call__(self, params, **kwargs):
+        self.clients.append(dict(params, **kwargs))
+        if params.get("ca_bundle"):
+            with open(params["ca_bundle"], encoding="utf-8") as stream:
+                self.clients[-1]["ca_text"] = stream.read()
+        return self
+
+    def list_objects_v2(self, **kwargs):
+        self.listings.append(kwargs)
+        if self.error is not None:
+            raise self.error
+        return {"KeyCount": 0, "IsTruncated": False}
+
+
+def run(access, module, clock=NOW.timestamp, s3=None):
+    return module_under_test.BackupTargetManager(module, access, clock=clock, s3_factory=s3 or FakeS3(),
+                                                 s3_sleep=lambda _seconds: None).run()
 
 
 def creds(**extra):
@@ -256,9 +287,10 @@ def test_legacy_versions_refuse_named_targets():
 
 def test_configmap_keys_give_a_warning():
     access = FakeAccess(cluster(configmap="backup-target: s3://x@y/\n"), on_wait=synced)
-    manager = module_under_test.BackupTargetManager(FakeModule(url=URL), access, clock=NOW.timestamp)
+    manager = module_under_test.BackupTargetManager(FakeModule(url=URL, validate_target=False), access, clock=NOW.timestamp)
     manager.run()
     assert any("longhorn-default-resource" in warning and "backup-target" in warning for warning in manager.warnings)
+    assert any("validate_target=false" in warning and URL in warning for warning in manager.warnings)
 
 
 def test_absent_clears_default_and_deletes_named():
@@ -305,3 +337,261 @@ def test_a_changed_target_asks_for_a_sync_so_the_wait_does_not_take_a_poll_inter
     result = run(access, FakeModule(**creds()))
     assert result["changed"] is True and result["sync_requested"] is True
     assert access.objects[("BackupTarget", "default")]["spec"]["syncRequestedAt"] == "2026-01-02T03:04:05Z"
+
+
+# --- changed tells the truth after a write (issue 10 finding 4) --------------------------------------
+
+def unavailable(access, message="failed to list system backups in s3://backups@us-east-1/: AccessDenied"):
+    target = access.objects.get(("BackupTarget", "default"))
+    if target is not None and target["spec"].get("backupTargetURL") == URL:
+        target["status"] = {"available": False, "conditions": [
+            {"type": "Unavailable", "status": "True", "reason": "Unavailable", "message": message}]}
+    elif target is not None:
+        target["status"] = {"available": True, "lastSyncedAt": "2026-01-02T03:04:06Z"}
+
+
+def run_main(monkeypatch, capsys, access, args):
+    monkeypatch.setattr(module_under_test, "K8sAccess", lambda _module: access)
+    monkeypatch.setattr(module_under_test, "s3_client", FakeS3(), raising=False)
+    with patch_module_args(dict(args, wait_timeout=1, wait_sleep=1)):
+        with pytest.raises(SystemExit):
+            module_under_test.main()
+    return json.loads(capsys.readouterr().out)
+
+
+def test_a_failed_wait_after_writing_reports_changed(monkeypatch, capsys):
+    access = FakeAccess(cluster(), on_wait=unavailable)
+    out = run_main(monkeypatch, capsys, access, creds())
+    assert out["failed"] is True and "AccessDenied" in out["msg"]
+    assert access.real_writes(), "the run wrote nothing, the test proves nothing"
+    assert out["changed"] is True
+
+
+def test_a_refused_target_write_after_the_secret_write_reports_changed(monkeypatch, capsys):
+    objects = cluster(spec={"backupTargetURL": "s3://old@us-east-1/", "credentialSecret": "creds", "pollInterval": "5m0s"})
+    access = FakeAccess(objects, on_wait=synced, fail_on=lambda call: call[1] == "BackupTarget" and call[0] == "patch")
+    out = run_main(monkeypatch, capsys, access, creds())
+    assert out["failed"] is True and "admission webhook denied" in out["msg"]
+    assert [w[1] for w in access.real_writes()][:1] == ["Secret"]
+    assert out["changed"] is True
+
+
+def test_a_failure_in_check_mode_reports_no_change(monkeypatch, capsys):
+    access = FakeAccess(cluster(), check_mode=True, fail_on=lambda call: call[1] == "BackupTarget")
+    monkeypatch.setattr(module_under_test, "K8sAccess", lambda _module: access)
+    monkeypatch.setattr(module_under_test, "s3_client", FakeS3(), raising=False)
+    with patch_module_args(dict(creds(), _ansible_check_mode=True, url="s3://backups@us-east-1/other/", name="default")):
+        with pytest.raises(SystemExit):
+            module_under_test.main()
+    out = json.loads(capsys.readouterr().out)
+    assert out["changed"] is False
+    assert access.real_writes() == []
+
+
+# --- check before writing ------------------------------------------------------------------------
+
+def s3_error(code, status, message=""):
+    from botocore.exceptions import ClientError  # pylint: disable=import-outside-toplevel
+    return ClientError({"Error": {"Code": code, "Message": message}, "ResponseMetadata": {"HTTPStatusCode": status}}, "ListObjectsV2")
+
+
+def unreachable_error():
+    from botocore.exceptions import EndpointConnectionError  # pylint: disable=import-outside-toplevel
+    return EndpointConnectionError(endpoint_url="http://minio:9000/backups")
+
+
+REFUSALS = [
+    (lambda: s3_error("InvalidAccessKeyId", 403, "The Access Key Id you provided does not exist in our records."), "credentials",
+     ["access_key:", "InvalidAccessKeyId", "'http://minio:9000'", "Secret 'creds'"]),
+    (lambda: s3_error("SignatureDoesNotMatch", 403), "credentials", ["secret_key:", "SignatureDoesNotMatch", "'http://minio:9000'"]),
+    (lambda: s3_error("NoSuchBucket", 404, "The specified bucket does not exist"), "missing_bucket",
+     ["url 's3://backups@us-east-1/'", "bucket 'backups' does not exist", "NoSuchBucket"]),
+    (lambda: s3_error("AuthorizationHeaderMalformed", 400,
+                      "The authorization header is malformed; the region is wrong; expecting 'eu-central-1'."), "region",
+     ["url 's3://backups@us-east-1/'", "region 'us-east-1'", "expecting 'eu-central-1'", "AuthorizationHeaderMalformed"]),
+    (unreachable_error, "unreachable", ["endpoints 'http://minio:9000'", "unreachable", "validate_target=false"]),
+    (lambda: s3_error("AccessDenied", 403), "denied", ["may not list backupstore/ in bucket 'backups'", "AccessDenied"]),
+]
+
+
+@pytest.mark.parametrize("check_mode", [False, True])
+@pytest.mark.parametrize("make_error, kind, words", REFUSALS, ids=[r[1] + "-" + str(i) for i, r in enumerate(REFUSALS)])
+def test_a_bad_new_target_is_refused_before_any_write(make_error, kind, words, check_mode):
+    objects = cluster(spec={"backupTargetURL": "s3://old@us-east-1/", "credentialSecret": "creds", "pollInterval": "5m0s"})
+    access = FakeAccess(objects, check_mode=check_mode, on_wait=synced)
+    s3 = FakeS3(make_error())
+    with pytest.raises(LonghornError) as caught:
+        run(access, FakeModule(check_mode=check_mode, **creds()), s3=s3)
+    message = str(caught.value)
+    assert message.startswith("The new backup target was not written: ")
+    for word in words:
+        assert word in message, (word, message)
+    assert caught.value.details["target_check"]["error_kind"] == kind
+    assert access.writes == []  # not even a dry run
+    assert "s3cr3t-value" not in message and "AKIA123" not in message
+    assert s3.listings and s3.listings[0]["Prefix"] == "backupstore/"
+
+
+def test_the_check_uses_what_the_secret_will_hold_and_longhorns_addressing():
+    objects = cluster()
+    objects[("Secret", "creds")] = {"metadata": {"name": "creds"}, "data": bt.encode_secret_data(
+        {"AWS_ACCESS_KEY_ID": "AKIAOLD", "AWS_SECRET_ACCESS_KEY": "old-secret", "AWS_ENDPOINTS": "https://minio:9000",
+         "AWS_CERT": "-----BEGIN CERTIFICATE-----\nabc\n-----END CERTIFICATE-----"})}
+    s3 = FakeS3()
+    result = run(FakeAccess(objects, on_wait=synced),
+                 FakeModule(url="s3://backups@eu-central-1/cluster-a/", credential_secret="creds", access_key="AKIANEW",
+                            secret_key="new-secret"), s3=s3)
+    client = s3.clients[0]
+    assert client["access_key"] == "AKIANEW" and client["secret_key"] == "new-secret"  # new values over the old Secret
+    assert client["endpoint_url"] == "https://minio:9000" and client["region"] == "eu-central-1"
+    assert client["addressing_style"] == "path"
+    assert client["ca_text"] == "-----BEGIN CERTIFICATE-----\nabc\n-----END CERTIFICATE-----\n"
+    assert not __import__("os").path.exists(client["ca_bundle"])  # the CA file does not outlive the check
+    assert s3.listings == [{"Bucket": "backups", "Prefix": "cluster-a/backupstore/", "Delimiter": "/", "MaxKeys": 1}]
+    assert result["target_check"]["performed"] is True and result["target_check"]["prefix"] == "cluster-a/backupstore/"
+
+    virtual = FakeS3()
+    run(FakeAccess(cluster(), on_wait=synced), FakeModule(**creds(virtual_hosted_style=True)), s3=virtual)
+    assert virtual.clients[0]["addressing_style"] == "virtual"
+
+
+def test_check_mode_runs_the_check():
+    s3 = FakeS3()
+    result = run(FakeAccess(cluster(), check_mode=True), FakeModule(check_mode=True, **creds()), s3=s3)
+    assert result["changed"] is True and result["target_check"]["performed"] is True and len(s3.listings) == 1
+
+
+def test_an_unchanged_target_is_not_checked_again():
+    access = FakeAccess(cluster(), on_wait=synced)
+    run(access, FakeModule(**creds()))
+    s3 = FakeS3(s3_error("InvalidAccessKeyId", 403))  # would refuse, but nothing about the target changes
+    result = run(access, FakeModule(poll_interval="10m", wait=False, **creds()), s3=s3)
+    assert result["changed"] is True and s3.listings == [] and result["target_check"]["skipped_reason"] == "the target does not change"
+
+
+def test_validate_target_false_skips_the_check_with_a_warning():
+    s3 = FakeS3(s3_error("InvalidAccessKeyId", 403))
+    access = FakeAccess(cluster(), on_wait=synced)
+    manager = module_under_test.BackupTargetManager(FakeModule(validate_target=False, **creds()), access, clock=NOW.timestamp,
+                                                    s3_factory=s3)
+    result = manager.run()
+    assert result["changed"] is True and s3.clients == []
+    assert result["target_check"] == dict(performed=False, skipped_reason="validate_target=false", url=URL, region=None,
+                                          endpoint=None, prefix=None, addressing_style=None)
+    assert any(warning.startswith("validate_target=false: the new target %s was not checked" % URL) for warning in manager.warnings)
+
+
+def test_a_secret_without_keys_is_refused():
+    access = FakeAccess(cluster())
+    with pytest.raises(LonghornError) as caught:
+        run(access, FakeModule(url=URL, credential_secret="made-elsewhere"))
+    assert "credential Secret 'made-elsewhere' would have no AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY" in str(caught.value)
+    assert access.writes == []
+
+
+def test_nfs_targets_are_written_with_a_warning():
+    s3 = FakeS3()
+    manager = module_under_test.BackupTargetManager(FakeModule(name="nas", url="nfs://nas:/export", wait=False),
+                                                    FakeAccess(cluster()), clock=NOW.timestamp, s3_factory=s3)
+    assert manager.run()["target_check"]["skipped_reason"] == "only s3 targets are checked before writing"
+    assert s3.clients == [] and any("nfs target nfs://nas:/export cannot be checked" in w for w in manager.warnings)
+
+
+# --- rollback --------------------------------------------------------------------------------------
+
+WORKING = {"backupTargetURL": "s3://working@us-east-1/", "credentialSecret": "creds", "pollInterval": "10m0s",
+           "syncRequestedAt": "2026-01-01T00:00:00Z"}
+WORKING_SECRET = {"AWS_ACCESS_KEY_ID": "AKIAWORKING", "AWS_SECRET_ACCESS_KEY": "working-secret"}
+
+
+def test_an_unavailable_new_target_gives_back_the_working_one_exactly():
+    objects = cluster(spec=dict(WORKING), status={"available": True, "lastSyncedAt": "2026-01-02T03:00:00Z"})
+    objects[("Secret", "creds")] = {"metadata": {"name": "creds"}, "data": bt.encode_secret_data(WORKING_SECRET)}
+    before = copy.deepcopy(objects)
+    access = FakeAccess(objects, on_wait=unavailable)
+    with pytest.raises(LonghornError) as caught:
+        run(access, FakeModule(**creds()))
+    message = str(caught.value)
+    assert message.startswith("Timed out after 10s waiting for BackupTarget default")
+    assert "failed to list system backups in s3://backups@us-east-1/: AccessDenied" in message
+    assert "Rolled back: restored Secret creds data (AWS_ACCESS_KEY_ID, AWS_ENDPOINTS, AWS_SECRET_ACCESS_KEY)" in message
+    assert "BackupTarget default spec (backupTargetURL) to their values before this run" in message
+    assert "The previous target is available again." in message
+    # Exactly as before: Secret data (the added AWS_ENDPOINTS removed), and the spec fields (syncRequestedAt: a new request).
+    assert access.objects[("Secret", "creds")]["data"] == before[("Secret", "creds")]["data"]
+    spec = access.objects[("BackupTarget", "default")]["spec"]
+    assert {k: v for k, v in spec.items() if k != "syncRequestedAt"} == {k: v for k, v in WORKING.items() if k != "syncRequestedAt"}
+    assert spec["syncRequestedAt"] == "2026-01-02T03:04:05Z"
+    assert caught.value.details["target_check"]["performed"] is True
+    rollback = caught.value.details["rollback"]
+    assert rollback["error"] is None and rollback["previous_available"] is True and rollback["removed"] == []
+    assert "s3cr3t-value" not in message and "working-secret" not in json.dumps(caught.value.details)
+
+
+def test_with_no_previous_target_what_the_run_created_is_removed():
+    access = FakeAccess(cluster(), on_wait=lambda a: None)
+    with pytest.raises(LonghornError) as caught:
+        run(access, FakeModule(name="offsite", **creds()))
+    assert ("BackupTarget", "offsite") not in access.objects and ("Secret", "creds") not in access.objects
+    assert "removed what this run created (BackupTarget offsite; Secret creds; the bucket is untouched)" in str(caught.value)
+    assert [w[:3] for w in access.real_writes()][-2:] == [("delete", "BackupTarget", "offsite"), ("delete", "Secret", "creds")]
+    # The default target with an empty URL is given back its empty URL, which Longhorn treats as no target.
+    access = FakeAccess(cluster(), on_wait=unavailable)
+    with pytest.raises(LonghornError):
+        run(access, FakeModule(**creds()))
+    assert access.objects[("BackupTarget", "default")]["spec"]["backupTargetURL"] == ""
+    assert ("Secret", "creds") not in access.objects
+
+
+def test_a_refused_target_write_gives_back_the_secret():
+    objects = cluster(spec=dict(WORKING))
+    objects[("Secret", "creds")] = {"metadata": {"name": "creds"}, "data": bt.encode_secret_data(WORKING_SECRET)}
+    calls = []
+
+    def fail_first_target_patch(call):
+        calls.append(call)
+        return call[1] == "BackupTarget" and len([c for c in calls if c[1] == "BackupTarget"]) == 1
+
+    access = FakeAccess(objects, on_wait=synced, fail_on=fail_first_target_patch)
+    with pytest.raises(LonghornError) as caught:
+        run(access, FakeModule(**creds()))
+    assert "admission webhook denied" in str(caught.value) and "Rolled back" in str(caught.value)
+    assert access.objects[("Secret", "creds")]["data"] == objects[("Secret", "creds")]["data"]
+
+
+def test_a_failed_rollback_says_so():
+    objects = cluster(spec=dict(WORKING))
+    objects[("Secret", "creds")] = {"metadata": {"name": "creds"}, "data": bt.encode_secret_data(WORKING_SECRET)}
+    secret_writes = []
+
+    def fail_the_second_secret_write(call):
+        if call[1] == "Secret":
+            secret_writes.append(call)
+        return len(secret_writes) > 1
+
+    access = FakeAccess(objects, on_wait=unavailable, fail_on=fail_the_second_secret_write)
+    with pytest.raises(LonghornError) as caught:
+        run(access, FakeModule(**creds()))
+    assert "The rollback failed (Failed to patch Secret creds" in str(caught.value)
+    assert "Check the credential Secret and the BackupTarget by hand" in str(caught.value)
+
+
+def test_legacy_settings_are_rolled_back():
+    objects = cluster(version="v1.7.2")
+    objects[("Setting", "backup-target")]["value"] = "s3://working@us-east-1/"
+    objects[("Setting", "backup-target-credential-secret")]["value"] = "creds"
+    objects[("BackupTarget", "default")]["spec"] = {"backupTargetURL": "s3://working@us-east-1/", "credentialSecret": "creds"}
+    objects[("Secret", "creds")] = {"metadata": {"name": "creds"}, "data": bt.encode_secret_data(WORKING_SECRET)}
+
+    def longhorn_copies_the_settings(fake):
+        # ref §1.2: up to v1.7 Longhorn derives BackupTarget default from the Settings.
+        fake.objects[("BackupTarget", "default")]["spec"]["backupTargetURL"] = fake.objects[("Setting", "backup-target")]["value"]
+        unavailable(fake)
+
+    access = FakeAccess(objects, on_wait=longhorn_copies_the_settings)
+    with pytest.raises(LonghornError) as caught:
+        run(access, FakeModule(**creds()))
+    assert access.objects[("Setting", "backup-target")]["value"] == "s3://working@us-east-1/"
+    assert access.objects[("Setting", "backup-target-credential-secret")]["value"] == "creds"
+    assert access.objects[("Secret", "creds")]["data"] == objects[("Secret", "creds")]["data"]
+    assert "Setting backup-target" in str(caught.value)
