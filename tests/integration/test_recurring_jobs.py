@@ -111,6 +111,7 @@ def test_configure_backups_refuses_an_empty_url(lab, run_playbook):
 
 def test_configure_backups_reports_the_unavailable_message_without_credentials(lab, run_playbook):
     wrong = "WrongSecretKeyForTheRole42"
+    mark = lab.audit_mark()
     run = run_playbook(CONFIGURE_BACKUPS, extra_vars={
         "longhorn_dr_kubeconfig": str(lab.kubeconfig),
         "backup_target_url": lab.backup_target_url,
@@ -122,8 +123,10 @@ def test_configure_backups_reports_the_unavailable_message_without_credentials(l
     })
     assert run.rc != 0, run
     message = run.task_result("homelab.longhorn_dr.backup_target : Report why the backup target could not be configured")["msg"]
-    assert message.startswith("Backup target default: Timed out after 5s"), message
-    assert "failed to list system backups in %s" % lab.backup_target_url in message
+    # Issue 10: the wrong key is refused over S3 before anything is written (it used to be written, then time out).
+    assert message.startswith("Backup target default: The new backup target was not written: secret_key:"), message
+    assert "SignatureDoesNotMatch" in message
+    assert lab.writes_since(mark) == []
     assert not run.mentions(wrong) and not run.mentions(lab.secret_key)
     # The play stops at the target: no recurring job was applied.
     assert recurring_job(lab, "daily-backup") is None
