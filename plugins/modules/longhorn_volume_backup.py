@@ -205,6 +205,7 @@ from ansible_collections.homelab.longhorn_dr.plugins.module_utils._k8s import (
     LonghornError,
     auth_argument_spec,
     new_module,
+    unknown_namespace,
 )
 from ansible_collections.homelab.longhorn_dr.plugins.module_utils._longhorn import (
     API_VERSION,
@@ -249,6 +250,10 @@ def plan_backups(access, params, now):
         except InvalidValue as exc:
             raise LonghornError("invalid max_age: %s" % exc) from None
     volumes = access.list("Volume", API_VERSION, namespace=namespace, label_selector=params["label_selector"])
+    if not volumes:
+        unknown = unknown_namespace(access, namespace)
+        if unknown:
+            raise unknown
     selected = select_volumes(volumes, params["volumes"])
     latest = latest_completed_backups(access.list("Backup", API_VERSION, namespace=namespace)) if max_age is not None else {}
     targets = {t["metadata"]["name"]: t for t in access.list("BackupTarget", API_VERSION, namespace=namespace)}
