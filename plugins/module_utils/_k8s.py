@@ -151,12 +151,19 @@ def kubeconfig_problem(params):
         return None  # kubernetes.core does not load a kubeconfig then
     paths = _kubeconfig_paths(kubeconfig)
     if not any(os.path.exists(path) for path in paths):
-        return ("%s: %s does not exist; give the path of a kubeconfig file, or leave kubeconfig unset to use "
-                "K8S_AUTH_KUBECONFIG, KUBECONFIG or ~/.kube/config" % (source, kubeconfig))
+        return ("%s: the file %s does not exist; give the path of a kubeconfig file, or leave kubeconfig unset to use "
+                "K8S_AUTH_KUBECONFIG, KUBECONFIG or ~/.kube/config" % (source, " or ".join(_unmasked(path) for path in paths)))
     for path in paths:
         if os.path.exists(path) and not os.path.isfile(path):
-            return "%s: %s is not a file; give the path of a kubeconfig file" % (source, path)
+            return "%s: %s is not a file; give the path of a kubeconfig file" % (source, _unmasked(path))
     return None
+
+
+def _unmasked(path):
+    """A path as ``'<file>' in <directory>``: kubernetes.core marks kubeconfig no_log (it may be a dict holding tokens),
+    and Ansible masks the option's value wherever it appears in a result; a path is no secret and must be named."""
+    directory, name = os.path.split(path)
+    return "'%s' in %s" % (name, directory) if directory and name else "'%s'" % path
 
 
 def _kubeconfig_contexts(paths):
@@ -183,8 +190,8 @@ def client_error_message(params, exc):
     else:
         paths = _kubeconfig_paths(os.environ.get("KUBECONFIG") or "~/.kube/config")
     if context and "Expected object with name %s in" % context in message:
-        return "%s: unknown context '%s' in kubeconfig %s (known: %s)" % (
-            context_source, context, os.pathsep.join(paths) or "(in memory)", known_names(_kubeconfig_contexts(paths)))
+        return "%s: unknown context '%s' in the kubeconfig %s (known: %s)" % (
+            context_source, context, " or ".join(_unmasked(path) for path in paths) or "(in memory)", known_names(_kubeconfig_contexts(paths)))
     if "No configuration found" in message and not kubeconfig:
         return ("%s; kubeconfig is not set, this is not a pod in a cluster, and %s does not exist: set kubeconfig "
                 "(or K8S_AUTH_KUBECONFIG), or host with api_key" % (message, os.pathsep.join(paths)))
