@@ -330,7 +330,7 @@ def choose_backup(access, params):
     if params["name"]:
         chosen = next((b for b in backups if b["metadata"]["name"] == params["name"]), None)
         if chosen is None:
-            raise LonghornError("SystemBackup %s not found (found: %s); after a rebuild, configure the backup target first so "
+            raise LonghornError("name: SystemBackup %s not found (found: %s); after a rebuild, configure the backup target first so "
                                 "that Longhorn syncs the system backups from the bucket" % (params["name"], describe_backups(backups)))
     else:
         chosen = latest_ready(backups)
