@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.homelab.longhorn_dr.plugins.module_utils import _k8s
 from ansible_collections.homelab.longhorn_dr.plugins.module_utils._k8s import K8sAccess, LonghornError
 from ansible_collections.homelab.longhorn_dr.plugins.modules import longhorn_volume_backup
 

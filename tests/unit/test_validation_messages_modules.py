@@ -189,7 +189,7 @@ CASES = [
     ("verify check expect", lambda t: vr.verify_restore_plan(None, checks=[{"name": "c", "namespace": "a", "command": "x", "pod": "p"}]),
      AnsibleFilterError, ["checks[0] (c)", "expect (text) or expect_number"]),
     ("verify check expect_number", lambda t: vr.verify_restore_plan(None, checks=[{"name": "c", "namespace": "a", "command": "x",
-                                                                                    "pod": "p", "expect_number": "many"}]),
+                                                                                   "pod": "p", "expect_number": "many"}]),
      AnsibleFilterError, ["checks[0] (c)", "expect_number 'many'", "not a number"]),
     ("verify check fields", lambda t: vr.verify_restore_plan(None, checks=[{"name": "c"}], option_prefix="verify_restore_"), AnsibleFilterError,
      ["verify_restore_checks[0]", "{'name': 'c'}", "name, namespace and command"]),
