@@ -122,7 +122,7 @@ def load_manifest(manifest, location="manifest.json"):
 
 # ---- tolerance and comparison ---------------------------------------------------------------
 
-def parse_tolerance(value):
+def parse_tolerance(value, option="tolerance"):
     """(amount, percent?) from a number or a string such as ``5``, ``2.5`` or ``1%``; ``""``/None/0 mean exact."""
     if value is None or value == "" or value is False:
         return 0.0, False
@@ -130,7 +130,7 @@ def parse_tolerance(value):
     percent = text.endswith("%")
     number = text[:-1].strip() if percent else text
     if not _NUMBER.match(number) or float(number) < 0:
-        raise AnsibleFilterError("tolerance %r is neither a non-negative number nor a percentage such as 5%%" % (value,))
+        raise AnsibleFilterError("%s %r is neither a non-negative number (10) nor a percentage such as 5%%" % (option, value))
     return float(number), percent
 
 
@@ -254,7 +254,7 @@ def _pick_pod(item, pods):
 
 
 def verify_restore_plan(manifest=None, checks=None, use_baselines=True, tolerance=None, namespaces=None, expected_pvcs=None,
-                        baseline_selectors=None, pods=None, manifest_location="manifest.json"):
+                        baseline_selectors=None, pods=None, manifest_location="manifest.json", option_prefix=""):
     """What verify_restore checks: ``expected_pvcs`` and ``checks`` (each with ``pod`` to run in, or ``error``).
 
     ``manifest`` is the cluster-state manifest (dict, JSON or slurp result) or None. ``pods`` are the registered loop
@@ -267,6 +267,14 @@ def verify_restore_plan(manifest=None, checks=None, use_baselines=True, toleranc
     except AnsibleFilterError as exc:
         errors.append(str(exc))
         data = None
+    if data is not None and wanted_ns:
+        # A namespace the export does not know would silently verify nothing of it.
+        known = {e.get("pvc_namespace") for e in data.get("volumes") or [] if e.get("pvc_namespace")}
+        known |= {b.get("namespace") for b in data.get("baselines") or [] if b.get("namespace")}
+        unknown = sorted(wanted_ns - known)
+        if unknown:
+            raise AnsibleFilterError("%snamespaces: unknown namespace %s in the cluster-state export %s (known: %s)" % (
+                option_prefix, ", ".join("'%s'" % n for n in unknown), manifest_location, ", ".join(sorted(known)) or "none"))
     claims, seen = [], set()
     for entry in (data or {}).get("volumes") or []:
         if not (entry.get("pvc_namespace") and entry.get("pvc_name")):
@@ -278,7 +286,7 @@ def verify_restore_plan(manifest=None, checks=None, use_baselines=True, toleranc
                        "source": "manifest"})
     for entry in expected_pvcs or []:
         if not isinstance(entry, dict) or not entry.get("namespace") or not entry.get("name"):
-            raise AnsibleFilterError("expected_pvcs: each entry needs namespace and name (got %r)" % (entry,))
+            raise AnsibleFilterError("%sexpected_pvcs: each entry needs namespace and name (got %r)" % (option_prefix, entry))
         key = _key(entry["namespace"], entry["name"])
         claims = [c for c in claims if _key(c["namespace"], c["name"]) != key]
         seen.add(key)
@@ -286,7 +294,7 @@ def verify_restore_plan(manifest=None, checks=None, use_baselines=True, toleranc
     claims.sort(key=lambda c: (c["namespace"], c["name"]))
 
     default_tolerance = tolerance
-    parse_tolerance(default_tolerance)
+    parse_tolerance(default_tolerance, option_prefix + "tolerance")
     items = []
     if use_baselines:
         for baseline in (data or {}).get("baselines") or []:
@@ -304,13 +312,17 @@ def verify_restore_plan(manifest=None, checks=None, use_baselines=True, toleranc
             })
     for index, check in enumerate(checks or []):
         if not isinstance(check, dict) or not check.get("name") or not check.get("namespace") or not check.get("command"):
-            raise AnsibleFilterError("checks[%d]: each check needs name, namespace and command (got %r)" % (index, check))
+            raise AnsibleFilterError("%schecks[%d]: each check needs name, namespace and command (got %r)" % (option_prefix, index, check))
+        where = "%schecks[%d] (%s)" % (option_prefix, index, check["name"])
         if bool(check.get("pod")) == bool(check.get("label_selector")):
-            raise AnsibleFilterError("check %s: give exactly one of pod or label_selector" % check["name"])
+            raise AnsibleFilterError("%s: give exactly one of pod or label_selector (got pod %r, label_selector %r)"
+                                     % (where, check.get("pod"), check.get("label_selector")))
         if check.get("expect") is None and check.get("expect_number") is None:
-            raise AnsibleFilterError("check %s: give expect (text) or expect_number" % check["name"])
+            raise AnsibleFilterError("%s: give expect (text) or expect_number (a number); neither is set" % where)
+        if check.get("expect_number") is not None and _as_number(check["expect_number"]) is None:
+            raise AnsibleFilterError("%s: expect_number %r is not a number" % (where, check["expect_number"]))
         tol = check.get("tolerance", default_tolerance)
-        parse_tolerance(tol)
+        parse_tolerance(tol, where + ": tolerance" if "tolerance" in check else option_prefix + "tolerance")
         items.append({
             "name": check["name"], "source": "check", "namespace": check["namespace"],
             "label_selector": check.get("label_selector") or None, "pod": check.get("pod") or None,
@@ -321,7 +333,8 @@ def verify_restore_plan(manifest=None, checks=None, use_baselines=True, toleranc
     names = [i["name"] for i in items]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
-        raise AnsibleFilterError("check names must be unique among the checks and the baselines: %s" % ", ".join(map(str, duplicates)))
+        raise AnsibleFilterError("%schecks: names must be unique among the checks and the baselines; used twice: %s"
+                                 % (option_prefix, ", ".join(map(str, duplicates))))
 
     if pods is not None:
         listed = []

@@ -289,12 +289,12 @@ def check_baselines(baselines):
     seen = set()
     for index, baseline in enumerate(baselines or []):
         if not isinstance(baseline, dict):
-            raise ExportError("baselines[%d] is not a dict: %r" % (index, baseline))
+            raise ExportError("baselines[%d]: %r is not a baseline; give a dict with a name" % (index, baseline))
         name = baseline.get("name")
         if not isinstance(name, str) or not name:
-            raise ExportError("baselines[%d] has no name" % index)
+            raise ExportError("baselines[%d]: name %r is missing or empty; give each baseline a unique name" % (index, name))
         if name in seen:
-            raise ExportError("baselines: the name %r is used twice" % name)
+            raise ExportError("baselines[%d]: the name %r is used twice; give each baseline a unique name" % (index, name))
         seen.add(name)
     return [dict(b) for b in baselines or []]
 
@@ -357,7 +357,7 @@ def normalize_upload_prefix(upload_prefix):
 def check_upload_prefix(upload_prefix, backupstore_root):
     """The normalized prefix; ExportError when it lies inside the backupstore (ref §3.3: Longhorn's objects only)."""
     if ".." in (upload_prefix or "").split("/"):
-        raise ExportError("upload_prefix %r must not contain '..'" % upload_prefix)
+        raise ExportError("upload_prefix %r must not contain '..'; give a key prefix such as cluster-state/" % upload_prefix)
     prefix = normalize_upload_prefix(upload_prefix)
     if prefix.startswith(backupstore_root):
         raise ExportError("upload_prefix %r is inside the backupstore %r; the backupstore must only hold Longhorn's objects, "

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import random
 import time
 import traceback
@@ -38,6 +39,11 @@ except ImportError:
         """Stand-in when kubernetes.core is missing."""
 
 try:
+    import yaml
+except ImportError:
+    yaml = None  # AnsibleK8SModule fails first: kubernetes.core requires PyYAML
+
+try:
     from kubernetes.dynamic.exceptions import DynamicApiError, NotFoundError
     from urllib3.exceptions import HTTPError as Urllib3HTTPError
     HAS_KUBERNETES = True
@@ -55,6 +61,8 @@ except ImportError:
 
 RETRYABLE_STATUS = (429, 500, 502, 503, 504)
 MERGE_PATCH = "application/merge-patch+json"
+# How many names a message lists before it says how many more there are.
+KNOWN_NAMES_SHOWN = 20
 
 
 class LonghornError(Exception):
@@ -107,15 +115,102 @@ def api_error_message(exc):
     return "%s %s" % (status_code, reason) if status_code else str(reason)
 
 
+def known_names(names):
+    """``a, b, c`` (sorted, at most KNOWN_NAMES_SHOWN, then how many more), or ``none``."""
+    names = sorted(set(names))
+    shown = ", ".join(names[:KNOWN_NAMES_SHOWN]) or "none"
+    return shown + (" and %d more" % (len(names) - KNOWN_NAMES_SHOWN) if len(names) > KNOWN_NAMES_SHOWN else "")
+
+
+def _auth_option(params, name):
+    """An auth option as kubernetes.core takes it: the module option, else its K8S_AUTH_* variable. ``(value, source)``."""
+    value = params.get(name)
+    if value is not None:
+        return value, name
+    variable = "K8S_AUTH_%s" % name.upper()
+    value = os.environ.get(variable)
+    return (value, "%s (from %s)" % (name, variable)) if value else (None, name)
+
+
+def _kubeconfig_paths(value):
+    """The files a kubeconfig string names: kubernetes' KubeConfigMerger splits it like KUBECONFIG and expands ``~``."""
+    return [os.path.expanduser(path) for path in str(value).split(os.pathsep) if path]
+
+
+def kubeconfig_problem(params):
+    """Why the kubeconfig given cannot be read, naming its path; None when it can (or is not used).
+
+    kubernetes' loader skips paths that do not exist and then says only "No configuration found".
+    """
+    kubeconfig, source = _auth_option(params, "kubeconfig")
+    if not kubeconfig or not isinstance(kubeconfig, str):
+        return None  # not given, or an in-memory dict
+    host = _auth_option(params, "host")[0]
+    if host and (_auth_option(params, "api_key")[0] or all(_auth_option(params, n)[0] for n in ("username", "password"))
+                 or all(_auth_option(params, n)[0] for n in ("client_cert", "client_key"))):
+        return None  # kubernetes.core does not load a kubeconfig then
+    paths = _kubeconfig_paths(kubeconfig)
+    if not any(os.path.exists(path) for path in paths):
+        return ("%s: the file %s does not exist; give the path of a kubeconfig file, or leave kubeconfig unset to use "
+                "K8S_AUTH_KUBECONFIG, KUBECONFIG or ~/.kube/config" % (source, " or ".join(_unmasked(path) for path in paths)))
+    for path in paths:
+        if os.path.exists(path) and not os.path.isfile(path):
+            return "%s: %s is not a file; give the path of a kubeconfig file" % (source, _unmasked(path))
+    return None
+
+
+def _unmasked(path):
+    """A path as ``'<file>' in <directory>``: kubernetes.core marks kubeconfig no_log (it may be a dict holding tokens),
+    and Ansible masks the option's value wherever it appears in a result; a path is no secret and must be named."""
+    directory, name = os.path.split(path)
+    return "'%s' in %s" % (name, directory) if directory and name else "'%s'" % path
+
+
+def _kubeconfig_contexts(paths):
+    names = []
+    for path in paths:
+        try:
+            with open(path) as handle:
+                config = yaml.safe_load(handle) or {}
+        except Exception:  # pylint: disable=broad-except
+            continue
+        names.extend(c.get("name") for c in config.get("contexts") or [] if isinstance(c, dict) and c.get("name"))
+    return names
+
+
+def client_error_message(params, exc):
+    """kubernetes.core's "Could not create API client" message, with the context or kubeconfig it is about."""
+    message = str(exc)
+    context, context_source = _auth_option(params, "context")
+    kubeconfig, _source = _auth_option(params, "kubeconfig")
+    if isinstance(kubeconfig, dict):
+        paths = []
+    elif kubeconfig:
+        paths = _kubeconfig_paths(kubeconfig)
+    else:
+        paths = _kubeconfig_paths(os.environ.get("KUBECONFIG") or "~/.kube/config")
+    if context and "Expected object with name %s in" % context in message:
+        return "%s: unknown context '%s' in the kubeconfig %s (known: %s)" % (
+            context_source, context, " or ".join(_unmasked(path) for path in paths) or "(in memory)", known_names(_kubeconfig_contexts(paths)))
+    if "No configuration found" in message and not kubeconfig:
+        return ("%s; kubeconfig is not set, this is not a pod in a cluster, and %s does not exist: set kubeconfig "
+                "(or K8S_AUTH_KUBECONFIG), or host with api_key" % (message, os.pathsep.join(paths)))
+    return message
+
+
 class K8sAccess:
     """Reads and writes through kubernetes.core's client; writes are dry runs in check mode."""
 
     def __init__(self, module, retries=5, retry_delay=0.5, max_delay=5.0, sleep=time.sleep):
         self.module = module
+        params = getattr(module, "params", None) or {}
+        problem = kubeconfig_problem(params)
+        if problem:
+            raise LonghornError(problem)
         try:
             self.client = get_api_client(module=module)
         except CoreException as exc:
-            raise LonghornError(str(exc)) from None
+            raise LonghornError(client_error_message(params, exc)) from None
         self._resources = {}
         self.retries = retries
         self.retry_delay = retry_delay
@@ -229,3 +324,18 @@ class K8sAccess:
                 raise WaitTimeout("Timed out after %ss waiting for %s: %s" % (timeout, kind, ", ".join(sorted(pending))),
                                   pending=sorted(pending), last={n: last.get(n) for n in sorted(pending)})
             self._sleep(sleep)
+
+
+def unknown_namespace(access, namespace, option="namespace"):
+    """A LonghornError calling ``namespace`` unknown and naming the known ones, or None when it exists.
+
+    Listing a namespace that does not exist returns nothing, so callers ask only after a listing came back empty.
+    Without the right to read namespaces (RBAC) nothing is claimed.
+    """
+    try:
+        if access.get("Namespace", "v1", namespace) is not None:
+            return None
+        known = [(n.get("metadata") or {}).get("name") for n in access.list("Namespace", "v1")]
+    except LonghornError:
+        return None
+    return LonghornError("%s: unknown namespace '%s' (known: %s)" % (option, namespace, known_names(n for n in known if n)))

@@ -34,13 +34,16 @@ class InvalidValue(ValueError):
     """Bad user input; the message names the value."""
 
 
-def parse_duration(value):
-    """Seconds from an int/float (seconds), a numeric string (seconds) or a Go duration (``5m0s``, ``1h``, ``300s``)."""
+def parse_duration(value, option="poll interval"):
+    """Seconds from an int/float (seconds), a numeric string (seconds) or a Go duration (``5m0s``, ``1h``, ``300s``).
+
+    ``option`` names the value in the InvalidValue message.
+    """
     if isinstance(value, bool):
-        raise InvalidValue("poll interval must be seconds or a Go duration, not %r" % value)
+        raise InvalidValue("%s must be seconds or a Go duration, not %r" % (option, value))
     if isinstance(value, (int, float)):
         if value < 0:
-            raise InvalidValue("poll interval must not be negative: %r" % value)
+            raise InvalidValue("%s must not be negative: %r; use seconds (300) or a Go duration (5m0s)" % (option, value))
         return float(value)
     text = str(value).strip()
     if re.match(r"^\d+(\.\d+)?$", text):
@@ -54,7 +57,7 @@ def parse_duration(value):
         total += float(match.group(1)) * _DURATION_UNITS[match.group(2)]
         position = match.end()
     if position != len(text) or position == 0:
-        raise InvalidValue("invalid poll interval %r: use seconds (300) or a Go duration (5m0s)" % value)
+        raise InvalidValue("invalid %s %r: use seconds (300) or a Go duration (5m0s)" % (option, value))
     return total
 
 

@@ -153,16 +153,25 @@ def s3_client(params, max_pool_connections=16, connect_timeout=5, read_timeout=3
     if verify and params.get("ca_bundle"):
         verify = params["ca_bundle"]
     session = boto3.session.Session()
-    return session.client(
-        "s3",
-        endpoint_url=params["endpoint_url"],
-        aws_access_key_id=params.get("access_key"),
-        aws_secret_access_key=params.get("secret_key"),
-        aws_session_token=params.get("session_token"),
-        region_name=params.get("region") or "us-east-1",
-        verify=verify,
-        config=config,
-    )
+    try:
+        return session.client(
+            "s3",
+            endpoint_url=params["endpoint_url"],
+            aws_access_key_id=params.get("access_key"),
+            aws_secret_access_key=params.get("secret_key"),
+            aws_session_token=params.get("session_token"),
+            region_name=params.get("region") or "us-east-1",
+            verify=verify,
+            config=config,
+        )
+    except ValueError as exc:
+        # botocore says "Invalid endpoint: x" or "Provided region_name 'x' doesn't match": name the option too.
+        if "region" in str(exc):
+            raise ValueError("region %r is not a region name; give one such as us-east-1 (%s)" % (params.get("region"), exc)) from None
+        if "endpoint" in str(exc).lower():
+            raise ValueError("endpoint_url %r is not a URL; give one such as http://minio:9000 or https://s3.example.org (%s)"
+                             % (params["endpoint_url"], exc)) from None
+        raise
 
 
 def botocore_version():

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import uuid
 
-from ansible_collections.homelab.longhorn_dr.plugins.module_utils._k8s import LonghornError, WaitTimeout
+from ansible_collections.homelab.longhorn_dr.plugins.module_utils._k8s import LonghornError, WaitTimeout, known_names
 from ansible_collections.homelab.longhorn_dr.plugins.module_utils._longhorn import API_VERSION, DEFAULT_BACKUP_TARGET, parse_rfc3339
 
 KUBERNETES_STATUS_LABEL = "KubernetesStatus"
@@ -56,7 +56,8 @@ def select_volumes(volumes, names=None):
         return [by_name[name] for name in sorted(by_name)]
     missing = [name for name in names if name not in by_name]
     if missing:
-        raise LonghornError("No Longhorn volume named %s; nothing was backed up" % ", ".join(missing), missing=missing)
+        raise LonghornError("volumes: No Longhorn volume named %s (known: %s); nothing was backed up"
+                            % (", ".join(missing), known_names(by_name)), missing=missing)
     seen = []
     for name in names:
         if name not in seen:

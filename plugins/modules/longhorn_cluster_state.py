@@ -331,6 +331,7 @@ from ansible_collections.homelab.longhorn_dr.plugins.module_utils._k8s import (
     LonghornError,
     auth_argument_spec,
     new_module,
+    unknown_namespace,
 )
 from ansible_collections.homelab.longhorn_dr.plugins.module_utils._longhorn import (
     API_VERSION,
@@ -488,7 +489,7 @@ class Exporter:
         max_age = None
         if self.params["max_age"] is not None:
             try:
-                max_age = parse_duration(self.params["max_age"])
+                max_age = parse_duration(self.params["max_age"], option="max_age")
             except InvalidValue:
                 raise LonghornError("invalid max_age %r: use seconds or a Go duration such as 1h or 24h0m0s" % self.params["max_age"]) from None
         try:
@@ -499,11 +500,16 @@ class Exporter:
         except cs.ExportError as exc:
             raise LonghornError(str(exc)) from None
         if os.path.exists(self.dest) and not os.path.isdir(self.dest):
-            raise LonghornError("dest %s exists and is not a directory" % self.dest)
+            raise LonghornError("dest: %s exists and is not a directory; give a directory (it is created when missing)" % self.dest)
         return max_age, baselines, prefix
 
     def build(self, baselines):
         cluster = read_cluster(self.access, self.params["namespace"])
+        if not any(cluster[kind] for kind, _api_version, namespaced in KINDS if namespaced):
+            # Longhorn's namespace always has Settings: nothing at all there may be a namespace that does not exist.
+            unknown = unknown_namespace(self.access, self.params["namespace"])
+            if unknown:
+                raise unknown
         longhorn_version = cs.setting_value(cluster["Setting"], cs.VERSION_SETTING)
         legacy = bool(longhorn_version) and uses_backup_target_settings(longhorn_version)
         contents = cs.build_files(cluster, yaml.safe_dump, legacy=legacy)
@@ -607,13 +613,13 @@ class Fetcher:
         self.s3_factory = s3_factory or (lambda: s3_client(s3_params(self.params)))
 
     def options(self):
-        refused = [name for name in ("upload", "max_age", "baselines") if self.params[name]]
+        refused = ["%s=%r" % (name, self.params[name]) for name in ("upload", "max_age", "baselines") if self.params[name]]
         if refused:
-            raise LonghornError("%s only apply to state=present, not to state=fetched" % ", ".join(refused))
+            raise LonghornError("%s only apply to state=present, not to state=fetched; leave them unset" % ", ".join(refused))
         if ".." in (self.params["upload_prefix"] or "").split("/"):
-            raise LonghornError("upload_prefix %r must not contain '..'" % self.params["upload_prefix"])
+            raise LonghornError("upload_prefix %r must not contain '..'; give a key prefix such as cluster-state/" % self.params["upload_prefix"])
         if os.path.exists(self.dest) and not os.path.isdir(self.dest):
-            raise LonghornError("dest %s exists and is not a directory" % self.dest)
+            raise LonghornError("dest: %s exists and is not a directory; give a directory (it is created when missing)" % self.dest)
         return cs.normalize_upload_prefix(self.params["upload_prefix"])
 
     def run(self):

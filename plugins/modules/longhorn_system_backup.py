@@ -190,6 +190,7 @@ from ansible_collections.homelab.longhorn_dr.plugins.module_utils._k8s import (
     WaitTimeout,
     auth_argument_spec,
     new_module,
+    unknown_namespace,
 )
 from ansible_collections.homelab.longhorn_dr.plugins.module_utils._longhorn import (
     API_VERSION,
@@ -236,6 +237,13 @@ def argument_spec():
     )
 
 
+def require_namespace(access, namespace):
+    """Raise when the namespace does not exist: every lookup in it finds nothing, which would read as 'not found'."""
+    unknown = unknown_namespace(access, namespace)
+    if unknown:
+        raise unknown
+
+
 def wait_ready(access, params, name):
     try:
         return access.wait_for(KIND, API_VERSION, [name], settled, namespace=params["namespace"],
@@ -263,7 +271,10 @@ def ensure_present(module, access):
             settled(existing)  # an existing backup in Error fails the task
         result["result"] = existing
         return result
-    problem = default_target_problem(access.get("BackupTarget", API_VERSION, DEFAULT_BACKUP_TARGET, namespace=namespace))
+    target = access.get("BackupTarget", API_VERSION, DEFAULT_BACKUP_TARGET, namespace=namespace)
+    if target is None:
+        require_namespace(access, namespace)
+    problem = default_target_problem(target)
     if problem:
         raise LonghornError("Cannot create SystemBackup %s: %s; Longhorn refuses system backups until it is available" % (name, problem))
     body = system_backup_body(name, namespace, params["volume_backup_policy"])
@@ -292,6 +303,7 @@ def ensure_absent(module, access):
     existing = access.get(KIND, API_VERSION, name, namespace=namespace)
     result = {"changed": existing is not None, "name": name, "result": {}}
     if existing is None:
+        require_namespace(access, namespace)
         return result
     if module._diff:
         result["diff"] = {"before": managed_fields(existing), "after": {}}
@@ -313,10 +325,12 @@ def ensure_absent(module, access):
 
 def choose_backup(access, params):
     backups = access.list(KIND, API_VERSION, namespace=params["namespace"])
+    if not backups:
+        require_namespace(access, params["namespace"])
     if params["name"]:
         chosen = next((b for b in backups if b["metadata"]["name"] == params["name"]), None)
         if chosen is None:
-            raise LonghornError("SystemBackup %s not found (found: %s); after a rebuild, configure the backup target first so "
+            raise LonghornError("name: SystemBackup %s not found (found: %s); after a rebuild, configure the backup target first so "
                                 "that Longhorn syncs the system backups from the bucket" % (params["name"], describe_backups(backups)))
     else:
         chosen = latest_ready(backups)

@@ -205,6 +205,7 @@ from ansible_collections.homelab.longhorn_dr.plugins.module_utils._k8s import (
     LonghornError,
     auth_argument_spec,
     new_module,
+    unknown_namespace,
 )
 from ansible_collections.homelab.longhorn_dr.plugins.module_utils._longhorn import (
     API_VERSION,
@@ -241,14 +242,18 @@ def plan_backups(access, params, now):
     """``(volumes to back up, skipped entries)``; raises before any write for unknown names or a bad option."""
     namespace = params["namespace"]
     if params["concurrency"] < 1:
-        raise LonghornError("concurrency must be at least 1, not %d" % params["concurrency"])
+        raise LonghornError("concurrency must be at least 1 (volumes at a time), not %d" % params["concurrency"])
     max_age = None
     if params["max_age"] is not None:
         try:
-            max_age = parse_duration(params["max_age"])
+            max_age = parse_duration(params["max_age"], option="max_age")
         except InvalidValue as exc:
-            raise LonghornError("invalid max_age: %s" % exc) from None
+            raise LonghornError(str(exc)) from None
     volumes = access.list("Volume", API_VERSION, namespace=namespace, label_selector=params["label_selector"])
+    if not volumes:
+        unknown = unknown_namespace(access, namespace)
+        if unknown:
+            raise unknown
     selected = select_volumes(volumes, params["volumes"])
     latest = latest_completed_backups(access.list("Backup", API_VERSION, namespace=namespace)) if max_age is not None else {}
     targets = {t["metadata"]["name"]: t for t in access.list("BackupTarget", API_VERSION, namespace=namespace)}

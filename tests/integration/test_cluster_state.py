@@ -176,8 +176,8 @@ def test_collection_playbook_with_awx_credentials_failing_baseline_and_backupsto
     keys_before = _keys(_s3(lab), lab.bucket)
     refused = run_playbook(PLAYBOOK, env=env, extra_vars={**base, 'cluster_state_upload_prefix': 'backupstore/cluster-state/'})
     assert refused.rc != 0, str(refused)
-    assert "must lie outside the backupstore 'backupstore/'" in refused.task_result(
-        'homelab.longhorn_dr.cluster_state : Check the upload settings')['msg']
+    assert "cluster_state_upload_prefix: 'backupstore/cluster-state/' lies inside the backupstore 'backupstore/'" in refused.task_result(
+        'homelab.longhorn_dr.cluster_state : Check that the upload prefix is outside the backupstore')['msg']
     assert not dest.exists() and _keys(_s3(lab), lab.bucket) == keys_before
 
     applied = run_playbook(PLAYBOOK, env=env, extra_vars={**base, 'cluster_state_baselines': [count]})

@@ -55,8 +55,8 @@ def test_bad_cron_is_refused_before_any_write(lab, run_playbook):
         mark = lab.audit_mark()
         run = run_playbook("recurring_jobs.yml", extra_vars={"recurring_jobs_list": jobs})
         assert run.rc != 0, run
-        assert "Recurring job 'bad-job' is invalid: cron '%s'" % cron in run.stdout, run
-        assert "Recurring job 'good-job'" not in run.stdout
+        assert "recurring_jobs_list[1] (bad-job): cron '%s' is not a 5-field cron expression" % cron in run.stdout, run
+        assert "(good-job)" not in run.stdout
         assert lab.writes_since(mark) == [], cron
         assert recurring_job(lab, "good-job") is None
 

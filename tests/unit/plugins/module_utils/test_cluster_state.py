@@ -144,8 +144,8 @@ def test_volume_mapping_without_anything_is_null():
 
 
 @pytest.mark.parametrize("baselines, message", [
-    (["text"], "baselines\\[0\\] is not a dict"),
-    ([{"stdout": "1"}], "baselines\\[0\\] has no name"),
+    (["text"], "baselines\\[0\\]: 'text' is not a baseline; give a dict with a name"),
+    ([{"stdout": "1"}], "baselines\\[0\\]: name None is missing or empty"),
     ([{"name": "a"}, {"name": "a"}], "the name 'a' is used twice"),
 ])
 def test_check_baselines_refuses(baselines, message):

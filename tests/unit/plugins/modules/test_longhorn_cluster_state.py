@@ -368,7 +368,7 @@ def test_fetch_of_a_damaged_export_names_the_file_and_leaves_dest_alone(tmp_path
 
 def test_fetch_refuses_export_options_and_bad_input(tmp_path):
     s3, _result = uploaded_bucket(tmp_path)
-    with pytest.raises(LonghornError, match="upload, max_age only apply to state=present"):
+    with pytest.raises(LonghornError, match="upload=True, max_age='1h' only apply to state=present"):
         fetched(tmp_path / "x", s3, upload=True, max_age="1h")
     with pytest.raises(LonghornError, match="upload_prefix '../x' must not contain"):
         fetched(tmp_path / "x", s3, upload_prefix="../x")

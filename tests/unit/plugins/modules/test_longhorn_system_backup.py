@@ -39,9 +39,16 @@ class FakeAccess:
     def real_writes(self):
         return [c for c in self.calls if not c[-1]]
 
+    namespaces = ("default", NS)
+
     def get(self, kind, _api_version, name, namespace=None):
+        if kind == "Namespace":
+            return {"metadata": {"name": name}} if name in self.namespaces else None
         assert namespace == NS
         return copy.deepcopy(self.objects.get((kind, name)))
+
+    def list_namespaces(self):
+        return [{"metadata": {"name": name}} for name in self.namespaces]
 
     def create(self, kind, _api_version, body, namespace=None):
         self.calls.append(("create", kind, body["metadata"]["name"], self.check_mode))
@@ -218,6 +225,8 @@ class FakeRestoreAccess(FakeAccess):
         super().__init__(objects, check_mode=check_mode, final_state=final_state, conditions=conditions)
 
     def list(self, kind, _api_version, namespace=None):
+        if kind == "Namespace":
+            return self.list_namespaces()
         assert namespace == NS
         return [copy.deepcopy(obj) for (k, _n), obj in sorted(self.objects.items()) if k == kind]
 
