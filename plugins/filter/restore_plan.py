@@ -252,6 +252,12 @@ def restore_plan(bucket, manifest=None, pvcs=None, volumes=None, namespaces=None
         raise AnsibleFilterError("method must be auto, volumes or system_backup, got %r" % method)
     resolved, system_backup_name, reason, method_problem = choose_method(bucket, chosen, method, system_backup, bool(namespaces or claims))
     problems = []
+    # A selected namespace that no backup and no export entry knows is a typo or the wrong bucket: say so, by name.
+    known_namespaces = sorted({item.get("pvc_namespace") for item in bucket.get("volumes") or [] if item.get("pvc_namespace")}
+                              | {e.get("pvc_namespace") for e in manifest_entries.values() if e.get("pvc_namespace")})
+    for namespace in sorted(set(namespaces) - set(known_namespaces)):
+        problems.append("namespaces: unknown namespace %r: no backup in the bucket and no PVC of the cluster-state export is "
+                        "in it (known: %s)" % (namespace, ", ".join(known_namespaces) or "none"))
     if not entries:
         problems.append("nothing to restore: no backup in the bucket names a PVC%s" % (" in the selection" if namespaces or claims else ""))
     problems += ["missing backup: %s" % m for m in sorted(missing)]

@@ -55,6 +55,8 @@ options:
   namespaces:
     description:
       - Restore every volume whose backup names an original PVC in one of these namespaces.
+      - A namespace that no backup volume of the target belongs to is refused by name, with the known ones, before
+        anything is created.
       - Mutually exclusive with O(volumes) and O(all_volumes).
     type: list
     elements: str
@@ -445,8 +447,16 @@ def choose(params, backup_volumes):
         return {name: by_volume.get(name) for name in params["volumes"]}
     if params["namespaces"]:
         wanted = set(params["namespaces"])
-        return {name: bv for name, bv in by_volume.items()
-                if kubernetes_status((bv.get("status") or {}).get("labels")).get("namespace") in wanted}
+        namespace_of = {name: kubernetes_status((bv.get("status") or {}).get("labels")).get("namespace")
+                        for name, bv in by_volume.items()}
+        known = sorted({namespace for namespace in namespace_of.values() if namespace})
+        unknown = sorted(wanted - set(known))
+        if unknown:
+            # A typo must not restore the other namespaces and call it done.
+            raise LonghornError("namespaces: unknown namespace %s: no backup volume in BackupTarget %s belongs to a PVC in it "
+                                "(known: %s)" % (", ".join(repr(name) for name in unknown), params["backup_target"],
+                                                 ", ".join(known) or "none"))
+        return {name: bv for name, bv in by_volume.items() if namespace_of[name] in wanted}
     return dict(by_volume)
 
 

@@ -112,3 +112,14 @@ def test_bad_input_is_a_clear_error(bucket, kwargs, message):
 
 def test_filter_is_registered():
     assert FilterModule().filters()["restore_plan"] is restore_plan
+
+
+def test_an_unknown_namespace_in_the_selection_is_called_unknown():
+    """Issue 10 finding 6: a typo in restore_cluster_namespaces used to restore the other namespaces silently."""
+    plan = restore_plan(BUCKET, namespaces=["db", "dbb"])
+    assert plan["ok"] is False
+    assert plan["problems"] == ["namespaces: unknown namespace 'dbb': no backup in the bucket and no PVC of the cluster-state "
+                                "export is in it (known: apps, db)"]
+    assert [e["volume"] for e in plan["entries"]] == ["vol-b"]
+    manifest = {"format": FORMAT, "volumes": [{"volume": "vol-y", "pvc_namespace": "wiki", "pvc_name": "y"}]}
+    assert "namespaces: unknown namespace" not in " ".join(restore_plan(BUCKET, manifest=manifest, namespaces=["wiki"])["problems"])

@@ -129,6 +129,15 @@ def test_namespaces_select_by_the_original_pvc_and_latest_backup_is_used():
     assert bodies["vol-a"]["metadata"]["annotations"] == {vr.RESTORED_FROM_ANNOTATION: _url("backup-a2", "vol-a")}
 
 
+def test_an_unknown_namespace_is_called_unknown_and_nothing_is_created():
+    """Issue 10 finding 6: namespaces=[apps, typo] used to restore apps and say nothing of the typo."""
+    access = FakeAccess(_cluster())
+    with pytest.raises(LonghornError, match=r"namespaces: unknown namespace 'apsp': no backup volume in BackupTarget default "
+                                            r"belongs to a PVC in it \(known: apps, db\)"):
+        _run(access, namespaces=["apps", "apsp"])
+    assert access.created == []
+
+
 def test_named_backup_and_replicas():
     access = FakeAccess(_cluster(), script={"vol-a": [DONE]})
     entries, bodies = _run(access, volumes=["vol-a"], backup="backup-a1", number_of_replicas=2)
