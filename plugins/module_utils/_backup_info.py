@@ -198,7 +198,8 @@ def select_volumes(volumes, names=None):
         return [by_name[name] for name in sorted(by_name)]
     missing = sorted({name for name in names if name not in by_name})
     if missing:
-        raise LonghornError("No Longhorn volume named %s" % ", ".join(missing), unknown_volumes=missing)
+        raise LonghornError("volumes: No Longhorn volume named %s (known: %s)" % (
+            ", ".join(missing), ", ".join(sorted(by_name)[:20]) or "none"), unknown_volumes=missing)
     return [by_name[name] for name in sorted(set(names))]
 
 
@@ -324,7 +325,7 @@ def check_target_name(target_name, target, version, legacy):
         raise LonghornError("Longhorn %s has only the default backup target (named targets need 1.8 or later); got backup_target %r"
                             % (version, target_name))
     if target is None and not legacy:
-        raise LonghornError("No BackupTarget named %s" % target_name, unknown_backup_target=target_name)
+        raise LonghornError("backup_target: No BackupTarget named %s" % target_name, unknown_backup_target=target_name)
 
 
 def is_legacy(version):

@@ -478,12 +478,12 @@ class BackupTargetManager:
             try:
                 _info, url_warnings = parse_backup_target_url(params["url"])
             except InvalidValue as exc:
-                raise LonghornError(str(exc)) from None
+                raise LonghornError("url: %s" % exc) from None
             self.warnings.extend(url_warnings)
         try:
             return bt.normalize_poll_interval(params["poll_interval"])
         except InvalidValue as exc:
-            raise LonghornError(str(exc)) from None
+            raise LonghornError("poll_interval: %s" % exc) from None
 
     def desired(self, current, exists, poll):
         params = self.params

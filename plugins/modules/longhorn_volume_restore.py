@@ -408,10 +408,12 @@ def resolve_recreate_failed(params):
 def check_params(params):
     selectors = [bool(params["volumes"]), bool(params["namespaces"]), params["all_volumes"]]
     if sum(selectors) != 1:
-        raise LonghornError("Choose the volumes with exactly one of volumes, namespaces or all_volumes=true")
+        raise LonghornError("Choose the volumes with exactly one of volumes, namespaces or all_volumes=true (got volumes=%r, "
+                            "namespaces=%r, all_volumes=%r)" % (params["volumes"], params["namespaces"], params["all_volumes"]))
     overrides = params.get("overrides") or {}
     if overrides and (params["backup"] or params["restore_as"]):
-        raise LonghornError("overrides sets the backup and name per volume; do not combine it with backup or restore_as")
+        raise LonghornError("overrides sets the backup and name per volume; do not combine it with backup (got %r) or restore_as "
+                            "(got %r)" % (params["backup"], params["restore_as"]))
     for volume, choice in sorted(overrides.items()):
         if not isinstance(choice, dict) or set(choice) - OVERRIDE_KEYS:
             raise LonghornError("overrides[%s] must be a dict with only %s, got %r" % (volume, ", ".join(sorted(OVERRIDE_KEYS)), choice))

@@ -103,6 +103,17 @@ ROLE_CASES = [
      ["restore_app_namespace: unknown namespace 'default' in the cluster-state export", 'known: apps'], []),
     ('ra-kubeconfig', 'restore_app', {'restore_app_kubeconfig': MISSING_KUBECONFIG},
      ['restore_app_kubeconfig: %s does not exist' % MISSING_KUBECONFIG], []),
+    # restore_cluster, backup_gate, backup_target: which of several variables is empty or wrong, by name alone
+    ('rc-source', 'restore_cluster', {'restore_cluster_cluster_state_source': 's3'},
+     ['restore_cluster_cluster_state_source', 'dir, bucket', 's3'], ['restore_cluster_cluster_state_prefix']),
+    ('rc-credentials', 'restore_cluster', {'restore_cluster_access_key': '', 'restore_cluster_secret_key': ''},
+     ['restore_cluster_access_key, restore_cluster_secret_key are empty:'], []),
+    ('rc-numbers', 'restore_cluster', {'restore_cluster_sync_timeout': 0},
+     ["restore_cluster_sync_timeout is '0'", 'at least 1'], ['restore_cluster_concurrency', 'restore_cluster_wait_timeout']),
+    ('bg-s3', 'backup_gate', {'backup_gate_access_key': ''},
+     ['backup_gate_access_key must not be empty'], ['backup_gate_endpoint_url', 'backup_gate_secret_key']),
+    ('bt-credentials', 'backup_target', {'backup_target_secret_key': ''},
+     ['backup_target_secret_key must not be empty'], ['backup_target_access_key', 'backup_target_credential_secret']),
 ]
 
 MODULE_CASES = [
@@ -127,6 +138,14 @@ ROLE_BASE = {
     'verify_restore': {'verify_restore_kubeconfig': '{{ lab_kubeconfig }}'},
     'restore_app': {'restore_app_kubeconfig': '{{ lab_kubeconfig }}', 'restore_app_namespace': 'default', 'restore_app_pvcs': ['data'],
                     'restore_app_confirm_delete': False},
+    'restore_cluster': {'restore_cluster_kubeconfig': '{{ lab_kubeconfig }}', 'restore_cluster_bucket': '{{ lab_bucket }}',
+                        'restore_cluster_endpoint_url': '{{ lab_s3_endpoint }}', 'restore_cluster_access_key': '{{ lab_access_key }}',
+                        'restore_cluster_secret_key': '{{ lab_secret_key }}',
+                        'restore_cluster_cluster_state_dir': '{{ export_dir }}'},
+    'backup_gate': {'backup_gate_kubeconfig': '{{ lab_kubeconfig }}', 'backup_gate_endpoint_url': '{{ lab_s3_endpoint }}',
+                    'backup_gate_access_key': '{{ lab_access_key }}', 'backup_gate_secret_key': '{{ lab_secret_key }}'},
+    'backup_target': {'backup_target_kubeconfig': '{{ lab_kubeconfig }}', 'backup_target_url': 's3://b@us-east-1/',
+                      'backup_target_access_key': '{{ lab_access_key }}', 'backup_target_secret_key': '{{ lab_secret_key }}'},
 }
 
 

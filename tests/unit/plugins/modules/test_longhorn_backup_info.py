@@ -91,7 +91,9 @@ def test_named_target():
 def test_unknown_volume_raises():
     with pytest.raises(LonghornError) as caught:
         module_under_test.run(FakeAccess(CLUSTER), params(volumes=["vol-a", "vol-x"]), now=NOW)
-    assert "vol-x" in str(caught.value) and "vol-a" not in str(caught.value)
+    # The unknown name first, then the known ones (issue 10: a refusal names the option, the value and what exists).
+    assert str(caught.value).startswith("volumes: No Longhorn volume named vol-x (known: ")
+    assert "vol-a" in str(caught.value).split("(known: ", 1)[1]
 
 
 def test_now_defaults_to_the_clock():

@@ -238,11 +238,11 @@ def test_unknown_volume_and_unsynced_backup_are_reported_not_raised():
 
 
 @pytest.mark.parametrize("params, message", [
-    ({}, "exactly one of volumes, namespaces or all_volumes"),
+    ({}, "exactly one of volumes, namespaces or all_volumes=true \\(got volumes=None, namespaces=None, all_volumes=False\\)"),
     ({"volumes": ["a"], "all_volumes": True}, "exactly one of"),
     ({"volumes": ["a", "b"], "backup": "backup-x"}, "backup=backup-x is for one volume"),
     ({"all_volumes": True, "restore_as": "copy"}, "restore_as=copy is for one volume, so volumes must list exactly one volume"),
-    ({"volumes": ["a"], "backup": "b", "overrides": {"a": {}}}, "do not combine it with backup or restore_as"),
+    ({"volumes": ["a"], "backup": "b", "overrides": {"a": {}}}, "do not combine it with backup \\(got 'b'\\) or restore_as \\(got None\\)"),
     ({"volumes": ["a"], "overrides": {"a": {"size": 1}}}, "overrides\\[a\\] must be a dict with only backup, number_of_replicas, restore_as"),
     ({"volumes": ["a"], "overrides": {"a": {"number_of_replicas": 0}}}, "overrides\\[a\\].number_of_replicas must be at least 1, got 0"),
     ({"all_volumes": True, "concurrency": 0}, "concurrency must be at least 1, got 0"),
