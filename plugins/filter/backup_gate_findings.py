@@ -620,8 +620,8 @@ class Gate:
         if at_risk:
             lines.append("Unclaimed volumes holding data (no PVC, lost on teardown):")
             for entry in at_risk:
-                lines.append("  - %s (%s bytes): %s" % (entry["volume"], entry["actual_size"] if entry["actual_size"] is not None
-                                                         else "unknown", "; ".join(entry["reasons"])))
+                size = entry["actual_size"] if entry["actual_size"] is not None else "unknown"
+                lines.append("  - %s (%s bytes): %s" % (entry["volume"], size, "; ".join(entry["reasons"])))
         if others:
             lines.append("Other findings:")
             for item in others:
