@@ -44,6 +44,7 @@ from ansible_collections.homelab.longhorn_dr.plugins.module_utils._s3 import (
     call_with_retry,
     classify,
     error_code,
+    list_object_pages,
 )
 
 INTEGRITY_LEVELS = ("none", "structure", "full")
@@ -283,23 +284,8 @@ class BucketInspector:
 
     # ---- listing -----------------------------------------------------------------------
     def list_pages(self, prefix, action):
-        """Every object of a paginated LIST under ``prefix``, page by page, with each page's server time.
-
-        A page that says it is truncated but gives no continuation token would end the listing early and
-        hide objects, so it is an error (fail closed), never the end of the listing.
-        """
-        kwargs = {"Bucket": self.bucket, "Prefix": prefix}
-        while True:
-            page = self._call(action, self.client.list_objects_v2, **kwargs)
-            yield page
-            token = page.get("NextContinuationToken")
-            if not page.get("IsTruncated"):
-                return
-            if not token:
-                raise S3Error("Failed to %s: the listing was cut short (IsTruncated without NextContinuationToken); "
-                              "objects after %r are unknown" % (action, (page.get("Contents") or [{}])[-1].get("Key")),
-                              code="TruncatedListing")
-            kwargs["ContinuationToken"] = token
+        """The pages of a LIST under ``prefix`` (a listing cut short raises S3Error ``TruncatedListing``)."""
+        return list_object_pages(self.client, self.bucket, prefix, action, retries=self.retries, sleep=self.sleep)
 
     def list_backupstore(self):
         """One paginated LIST of every key under the backupstore root (no delimiter).

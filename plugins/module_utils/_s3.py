@@ -128,6 +128,29 @@ def call_with_retry(func, *args, retries=4, delay=0.2, max_delay=3.0, sleep=time
             attempt += 1
 
 
+def list_object_pages(client, bucket, prefix, action, retries=4, sleep=time.sleep):
+    """Every page of a paginated ListObjectsV2 under ``prefix``, each call retried and classified.
+
+    A page that says it is truncated but gives no continuation token would end the listing early and hide
+    objects, so it is an error (fail closed), never the end of the listing.
+    """
+    kwargs = {"Bucket": bucket, "Prefix": prefix}
+    while True:
+        try:
+            page = call_with_retry(client.list_objects_v2, retries=retries, sleep=sleep, **kwargs)
+        except (ClientError, BotoCoreError) as exc:
+            raise classify(exc, action) from None
+        yield page
+        if not page.get("IsTruncated"):
+            return
+        token = page.get("NextContinuationToken")
+        if not token:
+            raise S3Error("Failed to %s: the listing was cut short (IsTruncated without NextContinuationToken); "
+                          "objects after %r are unknown" % (action, (page.get("Contents") or [{}])[-1].get("Key")),
+                          code="TruncatedListing")
+        kwargs["ContinuationToken"] = token
+
+
 def s3_client(params, max_pool_connections=16, connect_timeout=5, read_timeout=30, extra_config=None, addressing_style="path"):
     """A path-style S3 client (MinIO default) from module params; botocore retries are off, we retry ourselves.
 
