@@ -18,7 +18,7 @@ import json
 import re
 
 from ansible_collections.homelab.longhorn_dr.plugins.module_utils import _cluster_state as cs
-from ansible_collections.homelab.longhorn_dr.plugins.module_utils._s3 import call_with_retry, classify
+from ansible_collections.homelab.longhorn_dr.plugins.module_utils._s3 import call_with_retry, classify, list_object_pages
 
 # <prefix>20261122T012345Z/ as export_id() writes it.
 EXPORT_ID = re.compile(r"^\d{8}T\d{6}Z$")
@@ -33,20 +33,11 @@ class FetchError(ValueError):
 def list_exports(client, bucket, prefix):
     """``{export id: set of file names}`` of the folders under ``prefix`` that look like exports (complete or not)."""
     exports = {}
-    kwargs = {"Bucket": bucket, "Prefix": prefix}
-    while True:
-        try:
-            page = call_with_retry(client.list_objects_v2, **kwargs)
-        except Exception as exc:  # pylint: disable=broad-except
-            raise classify(exc, "list s3://%s/%s" % (bucket, prefix)) from None
+    for page in list_object_pages(client, bucket, prefix, "list s3://%s/%s" % (bucket, prefix)):
         for obj in page.get("Contents") or ():
             folder, _slash, name = obj["Key"][len(prefix):].partition("/")
             if EXPORT_ID.match(folder) and name and "/" not in name:
                 exports.setdefault(folder, set()).add(name)
-        token = page.get("NextContinuationToken")
-        if not page.get("IsTruncated") or not token:
-            break
-        kwargs["ContinuationToken"] = token
     return exports
 
 

@@ -135,3 +135,18 @@ def test_same_export_needs_the_same_manifest_and_intact_files():
     assert fetch.same_export(dict(manifest), False, manifest) is False
     assert fetch.same_export(None, False, manifest) is False
     assert fetch.same_export({**manifest, "exported_at": "x"}, True, manifest) is False
+
+
+def test_a_listing_cut_short_is_an_error_not_fewer_exports():
+    """A page truncated without a continuation token used to end the listing: a newer export went unseen."""
+    s3 = FakeS3({**export("20261120T010000Z"), **export("20261122T010000Z")})
+    real = s3.list_objects_v2
+
+    def no_token(**kwargs):
+        page = real(**kwargs)
+        page.pop("NextContinuationToken", None)
+        return page
+    s3.list_objects_v2 = no_token
+    with pytest.raises(S3Error, match="the listing was cut short") as caught:
+        fetch.list_exports(s3, BUCKET, PREFIX)
+    assert caught.value.code == "TruncatedListing"
