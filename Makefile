@@ -46,7 +46,7 @@ RUN_TMP := $(CURDIR)/$(BUILD)/tmp/run-$(shell date +%Y%m%d-%H%M%S)-$(shell echo 
 # (measured: 6.5 min instead of 20+ for the whole pytest run).
 PYTEST_WORKERS ?= 4
 
-.PHONY: all help venv collections min-venv lint sanity units pytest molecule test changelog build ee-context demo clean distclean
+.PHONY: all help venv collections min-venv lab-components lint sanity units pytest molecule test changelog build ee-context demo clean distclean
 
 all: $(VENV_STAMP) $(VENDOR_STAMP) $(SELF_LINK) ## Build .venv and vendor the collections (idempotent)
 
@@ -83,6 +83,11 @@ $(SELF_LINK):
 	@mkdir -p $(dir $@)
 	ln -sfn ../../.. $@
 
+# The lab's upstream programs (kine, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl
+# and the node agent), built from Go source into ~/.cache/longhorn-dr-lab, keyed by version and reused.
+lab-components: all ## Build (once) the real Kubernetes components the lab runs; needs Go >= 1.26
+	$(VPY) -m tests.lab.control_plane.build
+
 lint: all ## ansible-lint, production profile, offline (.ansible-lint)
 	ansible-lint --offline
 
@@ -100,7 +105,7 @@ units: all ## Unit tests only (tests/unit)
 
 # Exit code 5 (nothing collected) fails here: the smoke test always exists, so it means a broken collection.
 # PYTEST_WORKERS=0 runs serially (xdist needs test ids that are the same in every worker).
-pytest: all $(MIN_STAMP) ## Unit and integration tests in one pytest run (integration needs no setup: it starts the lab)
+pytest: all $(MIN_STAMP) lab-components ## Unit and integration tests in one pytest run (integration needs no setup: it starts the lab)
 	@mkdir -p $(RUN_TMP)
 	TMPDIR=$(RUN_TMP) pytest -n $(PYTEST_WORKERS) --durations=15 tests/unit tests/integration
 

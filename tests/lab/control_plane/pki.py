@@ -115,6 +115,14 @@ class Pki:
         issue("apiserver", "kube-apiserver", server=True,
               server_names=("127.0.0.1", "localhost", KUBERNETES_SERVICE_IP, "kubernetes", "kubernetes.default",
                             "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"))
+        # The aggregation layer's front proxy has its own CA, as on k3s (request-header-ca.crt).
+        proxy_ca_key = ec.generate_private_key(ec.SECP256R1())
+        proxy_ca = _cert("lab-request-header-ca", None, proxy_ca_key, proxy_ca_key.public_key(), ca=True)
+        _write(self.path("request-header-ca.crt"), proxy_ca.public_bytes(serialization.Encoding.PEM), 0o644)
+        proxy_key = ec.generate_private_key(ec.SECP256R1())
+        _write(self.path("client-auth-proxy.key"), _key_pem(proxy_key))
+        _write(self.path("client-auth-proxy.crt"), _cert("system:auth-proxy", proxy_ca, proxy_ca_key, proxy_key.public_key(),
+                                                          client=True).public_bytes(serialization.Encoding.PEM), 0o644)
         issue("apiserver-kubelet-client", "system:kube-apiserver", organization="system:masters", client=True)
         issue("node-agent-serving", "lab-node-1", server=True, server_names=("127.0.0.1", "localhost", "lab-node-1"))
         issue("webhook-serving", "longhorn-admission-webhook", server=True,
