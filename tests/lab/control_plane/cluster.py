@@ -100,6 +100,9 @@ class ControlPlane:
             self._wait_ready("/readyz", deadline=started + timeout)
             self._start_controller_manager()
             self._start_scheduler()
+            # Pods are refused until their namespace's ServiceAccount exists (ServiceAccount
+            # admission): the cluster is usable once the controller-manager has made "default".
+            self._wait_ready("/api/v1/namespaces/default/serviceaccounts/default", deadline=started + timeout)
         except Exception:
             self.stop()
             raise
@@ -250,25 +253,23 @@ class ControlPlane:
             except OSError as exc:
                 last = str(exc)
             time.sleep(0.1)
-        raise ControlPlaneError("kube-apiserver %s not ready in time (last answer: %s); log tail:\n%s"
+        raise ControlPlaneError("the control plane did not answer %s in time (last answer: %s); log tail:\n%s"
                                 % (path, last, self.log_tail("kube-apiserver")))
 
-    def stop(self, timeout=15.0):
-        # Reverse start order: clients of the API server first, the datastore last.
+    def stop(self, timeout=10.0):
+        # One at a time, in reverse start order: the API server shuts down gracefully only while
+        # its datastore still answers, so kine goes last.
         for name in reversed(list(self._processes)):
             process = self._processes[name]
             if process.poll() is None:
                 try:
                     os.killpg(process.pid, signal.SIGTERM)
+                    process.wait(timeout)
                 except ProcessLookupError:
-                    continue
-        deadline = time.monotonic() + timeout
-        for name, process in self._processes.items():
-            try:
-                process.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+                    pass
+                except subprocess.TimeoutExpired:
+                    os.killpg(process.pid, signal.SIGKILL)
+                    process.wait()
         self._processes.clear()
         for log in self._logs:
             log.close()
