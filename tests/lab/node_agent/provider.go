@@ -18,6 +18,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/klog/v2"
@@ -45,7 +46,8 @@ type provider struct {
 	pods    map[string]*podEntry // namespace/name
 	updates chan *corev1.Pod
 	notify  func(*corev1.Pod)
-	ready   chan struct{} // closed once notify is set
+	ctx     context.Context // of run: outlives the pod controller's per-call contexts
+	ready   chan struct{}   // closed once notify is set
 }
 
 func newProvider(client kubernetes.Interface, nodeName string, execArgv []string, poll time.Duration) *provider {
@@ -57,6 +59,7 @@ func newProvider(client kubernetes.Interface, nodeName string, execArgv []string
 		pods:     map[string]*podEntry{},
 		updates:  make(chan *corev1.Pod, 4096),
 		ready:    make(chan struct{}),
+		ctx:      context.Background(),
 	}
 }
 
@@ -83,6 +86,9 @@ func (p *provider) publish(pod *corev1.Pod) {
 
 // run delivers status updates and re-checks pending pods' volumes every p.poll.
 func (p *provider) run(ctx context.Context) {
+	p.mu.Lock()
+	p.ctx = ctx
+	p.mu.Unlock()
 	select {
 	case <-p.ready:
 	case <-ctx.Done():
@@ -148,6 +154,7 @@ func (p *provider) DeletePod(_ context.Context, pod *corev1.Pod) error {
 	if ok {
 		delete(p.pods, k)
 	}
+	base := p.ctx
 	p.mu.Unlock()
 	if !ok {
 		return errdefs.NotFoundf("pod %s/%s is not known to the node agent", pod.Namespace, pod.Name)
@@ -156,7 +163,41 @@ func (p *provider) DeletePod(_ context.Context, pod *corev1.Pod) error {
 	final.Status = terminatedStatus(entry.pod, metav1.Now())
 	klog.Infof("pod %s/%s deleted: containers terminated", pod.Namespace, pod.Name)
 	p.publish(final)
+	if pod.DeletionTimestamp != nil {
+		go p.finalDelete(base, pod.Namespace, pod.Name, pod.UID)
+	}
 	return nil
+}
+
+// finalDelete removes the pod object once its terminal status is recorded, with grace 0 and
+// the pod's UID as precondition, as kubelet's status manager does (pkg/kubelet/status,
+// canBeDeleted / the delete in syncPod).  Without it the pod controller deletes only when the
+// pod's whole grace period has passed, and `kubectl delete pod` waits 30s for nothing.
+func (p *provider) finalDelete(parent context.Context, namespace, name string, uid types.UID) {
+	ctx, cancel := context.WithTimeout(parent, 30*time.Second)
+	defer cancel()
+	pods := p.client.CoreV1().Pods(namespace)
+	for ctx.Err() == nil {
+		current, err := pods.Get(ctx, name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) || (err == nil && current.UID != uid) {
+			return
+		}
+		if err == nil && (current.Status.Phase == corev1.PodSucceeded || current.Status.Phase == corev1.PodFailed) {
+			options := metav1.NewDeleteOptions(0)
+			options.Preconditions = metav1.NewUIDPreconditions(string(uid))
+			err = pods.Delete(ctx, name, *options)
+			if err == nil || apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
+				return
+			}
+		}
+		if err != nil {
+			klog.Warningf("final delete of pod %s/%s: %v (retrying)", namespace, name, err)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(p.poll):
+		}
+	}
 }
 
 func (p *provider) GetPod(_ context.Context, namespace, name string) (*corev1.Pod, error) {
@@ -307,9 +348,10 @@ func (p *provider) claimUnattached(ctx context.Context, namespace, volumeName, c
 	va, err := p.client.StorageV1().VolumeAttachments().Get(ctx, attachment, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) || apierrors.IsForbidden(err) {
 		// Forbidden is also what a node gets for a VolumeAttachment that does not exist yet
-		// (the authorizer has no graph edge to it).
-		return fmt.Sprintf("volume %q: waiting for volumeattachment %s (pv %s, driver %s) to be created: %v",
-			volumeName, attachment, pv.Name, pv.Spec.CSI.Driver, err)
+		// (the authorizer has no graph edge to it): expected, so only at -v=4.
+		klog.V(4).Infof("volume %q: get volumeattachment %s: %v", volumeName, attachment, err)
+		return fmt.Sprintf("volume %q: waiting for volumeattachment %s (pv %s, driver %s) to be created",
+			volumeName, attachment, pv.Name, pv.Spec.CSI.Driver)
 	}
 	if err != nil {
 		return fmt.Sprintf("volume %q: cannot get volumeattachment %s: %v", volumeName, attachment, err)
