@@ -6,7 +6,9 @@
 
 kine serves the etcd API over SQLite (k3s's default datastore); kube-apiserver,
 kube-controller-manager and kube-scheduler are the upstream programs built by
-``build.py``.  Everything listens on 127.0.0.1 with ports picked at start.
+``build.py``.  The node is the lab's node agent (``tests/lab/node_agent``, a virtual-kubelet
+provider): k3s servers run their own agent too.  Everything listens on 127.0.0.1 with ports
+picked at start.
 
 State under ``<state_dir>``:  ``tls/`` (certificates, keys, tokens: kept across restarts,
 as k3s keeps ``server/tls``), ``db/state.db`` (the datastore), ``logs/`` (one file per process),
@@ -62,11 +64,19 @@ def _kubeconfig(server, ca_path, token, user):
     }
 
 
+NODE_NAME = "lab-node-1"
+
+
 class ControlPlane:
-    def __init__(self, state_dir, api_port=0):
+    """The cluster's servers and its node.  ``exec_command`` is the argv prefix the node agent runs
+    for ``kubectl exec`` (followed by NAMESPACE POD CONTAINER -- COMMAND...); the lab passes the
+    command that runs it with the pod's volumes (``tests/lab/node_exec.py``)."""
+
+    def __init__(self, state_dir, api_port=0, exec_command=None):
         self.state_dir = os.path.abspath(state_dir)
         self.pki = Pki(self.path("tls"))
         self.api_port = api_port
+        self.exec_command = list(exec_command or ["/bin/sh", "-c", 'echo "this lab node runs no commands" >&2; exit 126', "lab-exec"])
         self.kine_port = None
         self._processes = {}
         self._logs = []
@@ -103,6 +113,8 @@ class ControlPlane:
             # Pods are refused until their namespace's ServiceAccount exists (ServiceAccount
             # admission): the cluster is usable once the controller-manager has made "default".
             self._wait_ready("/api/v1/namespaces/default/serviceaccounts/default", deadline=started + timeout)
+            self._start_node_agent()
+            self._wait_node_ready(deadline=started + timeout)
         except Exception:
             self.stop()
             raise
@@ -190,6 +202,36 @@ class ControlPlane:
             "--leader-elect=false",
             "--profiling=false",
         ])
+
+    def _start_node_agent(self):
+        pki = self.pki
+        argv = [build.binary("lab-node-agent"),
+                "--kubeconfig=%s" % self.kubeconfig_for("node-agent"),
+                "--node-name=%s" % NODE_NAME,
+                "--listen-port=%d" % free_port(),
+                "--tls-cert-file=%s" % pki.path("node-agent-serving.crt"),
+                "--tls-private-key-file=%s" % pki.path("node-agent-serving.key"),
+                "--client-ca-file=%s" % pki.ca_cert]
+        argv.extend("--exec-command=%s" % part for part in self.exec_command)
+        self._spawn("lab-node-agent", argv)
+
+    def _wait_node_ready(self, deadline):
+        """The node is Ready and untainted: the node lifecycle controller lifts not-ready, then pods schedule."""
+        last = None
+        while time.monotonic() < deadline:
+            self._check_alive()
+            status, node = self.request("/api/v1/nodes/%s" % NODE_NAME, timeout=2.0)
+            if status == 200:
+                ready = [c for c in node.get("status", {}).get("conditions", []) if c.get("type") == "Ready"]
+                taints = node.get("spec", {}).get("taints") or []
+                if ready and ready[0].get("status") == "True" and not taints:
+                    return
+                last = "Ready=%s taints=%s" % (ready[0].get("status") if ready else None, [t.get("key") for t in taints])
+            else:
+                last = "%s" % status
+            time.sleep(0.1)
+        raise ControlPlaneError("node %s not Ready in time (%s); node agent log tail:\n%s"
+                                % (NODE_NAME, last, self.log_tail("lab-node-agent")))
 
     def _write_kubeconfigs(self):
         import yaml  # the lab's venv has PyYAML (ansible-core needs it)
