@@ -121,8 +121,8 @@ class Pki:
         _write(self.path("request-header-ca.crt"), proxy_ca.public_bytes(serialization.Encoding.PEM), 0o644)
         proxy_key = ec.generate_private_key(ec.SECP256R1())
         _write(self.path("client-auth-proxy.key"), _key_pem(proxy_key))
-        _write(self.path("client-auth-proxy.crt"), _cert("system:auth-proxy", proxy_ca, proxy_ca_key, proxy_key.public_key(),
-                                                          client=True).public_bytes(serialization.Encoding.PEM), 0o644)
+        proxy_cert = _cert("system:auth-proxy", proxy_ca, proxy_ca_key, proxy_key.public_key(), client=True)
+        _write(self.path("client-auth-proxy.crt"), proxy_cert.public_bytes(serialization.Encoding.PEM), 0o644)
         issue("apiserver-kubelet-client", "system:kube-apiserver", organization="system:masters", client=True)
         issue("node-agent-serving", "lab-node-1", server=True, server_names=("127.0.0.1", "localhost", "lab-node-1"))
         issue("webhook-serving", "longhorn-admission-webhook", server=True,

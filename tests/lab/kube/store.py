@@ -24,6 +24,7 @@ import threading
 import uuid
 from dataclasses import dataclass
 
+from ..admission import AdmissionRequest
 from . import errors
 from .selectors import match_fields, match_labels, parse_field_selector, parse_label_selector
 
@@ -42,19 +43,6 @@ def _without_rv(obj):
 
 def now_rfc3339():
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-@dataclass
-class AdmissionRequest:
-    """What admission plugins see. ``obj`` may be mutated in place by mutating plugins."""
-
-    operation: str          # CREATE | UPDATE | DELETE
-    rtype: object
-    obj: dict | None
-    old: dict | None
-    subresource: str | None
-    dry_run: bool
-    user: str
 
 
 @dataclass
