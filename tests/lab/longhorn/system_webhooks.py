@@ -98,8 +98,9 @@ def _validate_system_restore(store, obj):
         raise deny(VALIDATOR, not_found_text("systembackup", name))
 
 
-def register(store, ctx):  # pylint: disable=unused-argument
-    """Install the SystemBackup mutator/validator and the SystemRestore validator."""
+def register(chain, ctx):
+    """Install the SystemBackup mutator/validator and the SystemRestore validator on ``chain`` (reads through ``ctx.store``)."""
+    store = ctx.store
 
     def mutate(request):
         if request.rtype.key == SYSTEM_BACKUPS and request.subresource is None and request.operation in ("CREATE", "UPDATE"):
@@ -113,5 +114,5 @@ def register(store, ctx):  # pylint: disable=unused-argument
         elif request.rtype.key == SYSTEM_RESTORES:
             _validate_system_restore(store, request.obj)
 
-    store.add_mutator(mutate)
-    store.add_validator(validate)
+    chain.add_mutator(mutate)
+    chain.add_validator(validate)

@@ -393,8 +393,9 @@ def _validate_update(store, obj, old):
     _validate_backup_target(store, old_spec.get("backupTargetName") or "", spec.get("backupTargetName") or "")
 
 
-def register(store, ctx):  # pylint: disable=unused-argument
-    """Install the volume mutator and validator on the store, as Longhorn's webhook server does."""
+def register(chain, ctx):
+    """Install the volume mutator and validator on ``chain`` (reads go through ``ctx.store``), as Longhorn's webhook server does."""
+    store = ctx.store
 
     def _ours(request):
         return request.rtype.key == VOLUMES and request.subresource is None and request.operation in ("CREATE", "UPDATE")
@@ -418,5 +419,5 @@ def register(store, ctx):  # pylint: disable=unused-argument
         except ValueError as exc:
             raise deny(VALIDATOR, str(exc)) from None
 
-    store.add_mutator(mutate)
-    store.add_validator(validate)
+    chain.add_mutator(mutate)
+    chain.add_validator(validate)

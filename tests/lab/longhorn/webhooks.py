@@ -666,8 +666,9 @@ class LonghornWebhooks:
         return None
 
 
-def register(store, ctx):
-    hooks = LonghornWebhooks(store, ctx)
-    store.add_mutator(hooks.mutate)
-    store.add_validator(hooks.validate)
+def register(chain, ctx):
+    """Install Longhorn's mutator and validator on ``chain``; the rules read through ``ctx.store``."""
+    hooks = LonghornWebhooks(ctx.store, ctx)
+    chain.add_mutator(hooks.mutate)
+    chain.add_validator(hooks.validate)
     return hooks
