@@ -22,6 +22,7 @@ import random
 import threading
 import time
 import urllib.parse
+import weakref
 from dataclasses import dataclass
 
 import urllib3
@@ -80,19 +81,11 @@ class Event:
 
 
 # ---- errors -------------------------------------------------------------------
-_BY_REASON = {
-    "NotFound": errors.NotFound, "AlreadyExists": errors.AlreadyExists, "Conflict": errors.Conflict,
-    "Invalid": errors.Invalid, "BadRequest": errors.BadRequest, "Forbidden": errors.Forbidden,
-    "MethodNotAllowed": errors.MethodNotAllowed, "Expired": errors.Gone, "Gone": errors.Gone,
-    "UnsupportedMediaType": errors.UnsupportedMediaType, "TooManyRequests": errors.TooManyRequests,
-    "InternalError": errors.InternalError, "ServiceUnavailable": errors.ServiceUnavailable,
-    "Timeout": errors.Timeout, "ServerTimeout": errors.Timeout,
-}
-_BY_CODE = {
-    400: errors.BadRequest, 403: errors.Forbidden, 404: errors.NotFound, 405: errors.MethodNotAllowed,
-    409: errors.Conflict, 410: errors.Gone, 415: errors.UnsupportedMediaType, 422: errors.Invalid,
-    429: errors.TooManyRequests, 500: errors.InternalError, 503: errors.ServiceUnavailable, 504: errors.Timeout,
-}
+_CLASSES = (errors.BadRequest, errors.Forbidden, errors.NotFound, errors.MethodNotAllowed, errors.AlreadyExists, errors.Conflict,
+            errors.Gone, errors.UnsupportedMediaType, errors.Invalid, errors.TooManyRequests, errors.InternalError,
+            errors.ServiceUnavailable, errors.Timeout)
+_BY_REASON = {cls.reason: cls for cls in _CLASSES} | {"Gone": errors.Gone, "ServerTimeout": errors.Timeout}
+_BY_CODE = {cls.code: cls for cls in _CLASSES}      # 409 is Conflict: AlreadyExists comes by its reason
 
 
 def api_error(code, body):
@@ -163,14 +156,16 @@ class Registry:
                              tuple(res.get("verbs", ())))
                 for res in resources if "/" not in res["name"]]
 
-    def _find(self, match):
-        if self._types is None:
-            self.refresh()
-        found = [t for t in self._types if match(t)]
-        return found[0] if found else None
-
     def _lookup(self, match):
-        return self._find(match) or (self.refresh() or self._find(match))
+        """The first match; a miss rediscovers once (a CRD may have been installed since)."""
+        fresh = self._types is None
+        if fresh:
+            self.refresh()
+        found = next((t for t in self._types if match(t)), None)
+        if found is None and not fresh:
+            self.refresh()
+            found = next((t for t in self._types if match(t)), None)
+        return found
 
     def by_plural(self, plural, group=None):
         """Also accepts the singular, the lower-case kind and short names, as kubectl does."""
@@ -201,7 +196,7 @@ class ApiClient:
         self.registry = Registry(self)
         self._listeners = []
         self._informers = {}
-        self._watches = set()
+        self._watches = weakref.WeakSet()
         self._lock = threading.Lock()
 
     def __repr__(self):
@@ -216,12 +211,12 @@ class ApiClient:
         context = next(c["context"] for c in config["contexts"] if c["name"] == context_name) if context_name else config["contexts"][0]["context"]
         cluster = next(c["cluster"] for c in config["clusters"] if c["name"] == context["cluster"])
         user = next(u["user"] for u in config["users"] if u["name"] == context["user"])
+        base = os.path.dirname(os.path.abspath(path))      # relative paths in a kubeconfig are relative to it
         token = user.get("token")
         if token is None and user.get("tokenFile"):
-            with open(os.path.join(os.path.dirname(path), user["tokenFile"]), encoding="utf-8") as handle:
+            with open(os.path.join(base, user["tokenFile"]), encoding="utf-8") as handle:
                 token = handle.read().strip()
-        ca_file = cluster.get("certificate-authority")
-        ca_file = os.path.join(os.path.dirname(os.path.abspath(path)), ca_file) if ca_file else None
+        ca_file = os.path.join(base, cluster["certificate-authority"]) if cluster.get("certificate-authority") else None
         ca_data = base64.b64decode(cluster["certificate-authority-data"]).decode() if cluster.get("certificate-authority-data") else None
         return cls(cluster["server"], token, ca_file, ca_data=ca_data, **kwargs)
 
@@ -431,7 +426,7 @@ class ApiClient:
     def stop(self):
         with self._lock:
             informers, self._informers = list(self._informers.values()), {}
-            watches, self._watches = list(self._watches), set()
+            watches, self._watches = list(self._watches), weakref.WeakSet()
         for informer in informers:
             informer.stop()
         for watch in watches:
