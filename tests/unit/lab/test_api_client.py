@@ -9,7 +9,9 @@ Nothing is skipped: without built binaries the fixture fails with the BuildError
 
 from __future__ import annotations
 
+import base64
 import itertools
+import json
 import queue
 import threading
 import time
@@ -73,6 +75,20 @@ def ns(client):
     name = "t%d" % next(_names)
     client.create("namespaces", {"metadata": {"name": name}})
     return name
+
+
+def test_from_kubeconfig_with_inline_ca_data(cp, tmp_path):
+    with open(cp.pki.ca_cert, "rb") as handle:
+        ca_data = base64.b64encode(handle.read()).decode()
+    config = {"clusters": [{"name": "c", "cluster": {"server": cp.api_server, "certificate-authority-data": ca_data}}],
+              "users": [{"name": "u", "user": {"token": cp.pki.token("admin")}}],
+              "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}], "current-context": "x"}
+    (tmp_path / "kubeconfig").write_text(json.dumps(config))
+    api = ApiClient.from_kubeconfig(str(tmp_path / "kubeconfig"))
+    try:
+        assert api.get("namespaces", None, "default")["metadata"]["name"] == "default"
+    finally:
+        api.stop()
 
 
 def test_discovery_core_apps_and_rtype_forms(client):
@@ -151,6 +167,25 @@ def test_modify_retries_after_a_concurrent_change(client, ns):
     result = client.modify("configmaps", ns, "m", mutate)
     assert len(calls) == 2 and calls[0] != calls[1]
     assert result["data"] == {"k": "v", "other": "x", "mine": "y"}
+
+
+def test_one_client_shared_by_threads_loses_no_update(client, ns):
+    client.create("configmaps", {"metadata": {"name": "counter", "namespace": ns}, "data": {"n": "0"}})
+    failures = []
+
+    def bump():
+        try:
+            for _index in range(5):
+                client.modify("configmaps", ns, "counter", lambda o: o["data"].update(n=str(int(o["data"]["n"]) + 1)))
+        except Exception as exc:  # pylint: disable=broad-except
+            failures.append(exc)
+
+    threads = [threading.Thread(target=bump) for _index in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert not failures and client.get("configmaps", ns, "counter")["data"]["n"] == "20"
 
 
 def test_modify_raises_conflict_when_mutate_sets_a_foreign_rv(client, ns):
