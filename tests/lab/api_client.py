@@ -30,8 +30,6 @@ import urllib3
 from .kube import errors
 
 LOG = logging.getLogger("lab.api_client")
-CORE = ""
-_NAMESPACED_REQUIRED = "namespace is required"
 _PATCH_TYPES = {
     "merge": "application/merge-patch+json",
     "strategic": "application/strategic-merge-patch+json",
@@ -134,7 +132,7 @@ class Registry:
         with self._lock:
             if self._generation != generation and self._types is not None:
                 return      # another thread refreshed while this one waited
-            types = self._discover("/api/v1", CORE, "v1")
+            types = self._discover("/api/v1", "", "v1")
             for group in self._client.request("GET", "/apis").get("groups", []):
                 preferred = group.get("preferredVersion") or group["versions"][0]
                 types += self._discover("/apis/" + preferred["groupVersion"], group["name"], preferred["version"])
@@ -279,7 +277,7 @@ class ApiClient:
         if rtype.namespaced and namespace:
             path += "/namespaces/" + urllib.parse.quote(namespace, safe="")
         elif rtype.namespaced and require_ns:
-            raise errors.BadRequest(_NAMESPACED_REQUIRED)
+            raise errors.BadRequest("namespace is required")
         path += "/" + rtype.plural
         if name is not None:
             path += "/" + urllib.parse.quote(name, safe="")
@@ -291,10 +289,6 @@ class ApiClient:
         obj.setdefault("apiVersion", rtype.api_version)
         obj.setdefault("kind", rtype.kind)
         return obj
-
-    @staticmethod
-    def _dry(dry_run):
-        return "All" if dry_run else None
 
     # ---- reads ----------------------------------------------------------------
     def get(self, rtype, namespace, name):
@@ -328,7 +322,7 @@ class ApiClient:
         namespace = namespace or body.get("metadata", {}).get("namespace")
         if rtype.namespaced and not namespace:
             raise errors.BadRequest("the namespace of the provided object is empty")
-        return self.request("POST", self._path(rtype, namespace), query={"dryRun": self._dry(dry_run)}, body=body)
+        return self.request("POST", self._path(rtype, namespace), query={"dryRun": "All" if dry_run else None}, body=body)
 
     def update(self, rtype, obj, *, namespace=None, name=None, subresource=None, dry_run=False, user="lab"):
         """PUT; the server checks ``metadata.resourceVersion`` when the object carries one."""
@@ -338,7 +332,7 @@ class ApiClient:
         name = name or meta.get("name")
         meta.setdefault("name", name)
         path = self._path(rtype, namespace or meta.get("namespace"), name, subresource)
-        return self.request("PUT", path, query={"dryRun": self._dry(dry_run)}, body=body)
+        return self.request("PUT", path, query={"dryRun": "All" if dry_run else None}, body=body)
 
     def modify(self, rtype, namespace, name, mutate, *, subresource=None, dry_run=False, user="lab", attempts=10):
         """GET, ``mutate(copy)`` (returns the new object or None for in place), PUT; re-read and retry on 409.
@@ -368,7 +362,7 @@ class ApiClient:
 
     def patch(self, rtype, namespace, name, body, patch_type="merge", *, subresource=None, field_manager=None, force=False, dry_run=False):
         rtype = self._resolve(rtype)
-        query = {"dryRun": self._dry(dry_run), "fieldManager": field_manager, "force": "true" if force else None}
+        query = {"dryRun": "All" if dry_run else None, "fieldManager": field_manager, "force": "true" if force else None}
         return self.request("PATCH", self._path(rtype, namespace, name, subresource), query=query, body=body,
                             content_type=_PATCH_TYPES[patch_type])
 

@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from tests.lab.api_client import ApiClient, ResourceType
+from tests.lab.api_client import ApiClient, ResourceType, api_error
 from tests.lab.control_plane.cluster import ControlPlane
 from tests.lab.kube import errors
 
@@ -279,6 +279,18 @@ def test_errors_carry_the_server_message(client, ns, cp):
         restricted.stop()
     with pytest.raises(errors.BadRequest):
         client.get("configmaps", None, "dup")
+
+
+def test_a_webhook_denial_keeps_its_message_and_code():
+    denied = api_error(400, {"kind": "Status", "status": "Failure", "code": 400,
+                             "message": 'admission webhook "validator.longhorn.io" denied the request: no'})
+    assert isinstance(denied, errors.BadRequest) and (denied.code, denied.reason) == (400, "BadRequest")
+    assert str(denied) == denied.status()["message"] == 'admission webhook "validator.longhorn.io" denied the request: no'
+    invalid = api_error(400, {"kind": "Status", "code": 422, "reason": "Invalid", "message": "bad",
+                              "details": {"causes": [{"field": "spec.x", "message": "m", "reason": "FieldValueInvalid"}]}})
+    assert isinstance(invalid, errors.Invalid) and invalid.code == 422 and invalid.causes == [("spec.x", "m", "FieldValueInvalid")]
+    assert type(api_error(409, {"kind": "Status", "code": 409, "reason": "AlreadyExists", "message": "x"})) is errors.AlreadyExists
+    assert type(api_error(502, "<html>bad gateway</html>")) is errors.ApiError
 
 
 def test_watch_delivers_added_modified_deleted(client, ns):
