@@ -366,6 +366,31 @@ def _mirror(libc, host_dir, sandbox_dir):
                 os.unlink(target)
 
 
+def _resolve_in_root(root, target):
+    """``target`` with symlinks resolved inside the sandbox root, as runc resolves a mount
+    destination inside the rootfs (securejoin): e.g. ``/var/run/secrets/...`` becomes
+    ``/run/secrets/...`` where ``/var/run`` links to ``/run``."""
+    pending = [p for p in target.split("/") if p]
+    current = "/"
+    hops = 0
+    while pending:
+        part = pending.pop(0)
+        if part == "..":
+            current = os.path.dirname(current) or "/"
+            continue
+        child = os.path.join(current, part)
+        if os.path.islink(root + child):
+            hops += 1
+            if hops > 40:
+                raise OSError(errno.ELOOP, "mount path %s: too many levels of symbolic links" % target)
+            link = os.readlink(root + child)
+            pending = [p for p in link.split("/") if p and p != "."] + pending
+            current = "/" if link.startswith("/") else current
+            continue
+        current = child
+    return current
+
+
 def _prepare_mount_point(libc, root, target, volume_targets, shadowed):
     """Create ``target`` inside the sandbox without creating anything on the host.
 
@@ -408,12 +433,13 @@ def _sandbox_main(spec):
         shadowed = {"/"}
         mounted = []
         for mount in spec["mounts"]:
-            _prepare_mount_point(libc, root, mount["target"], mounted, shadowed)
-            inside = root + mount["target"] if mount["target"] != "/" else root
+            target = _resolve_in_root(root, mount["target"])
+            _prepare_mount_point(libc, root, target, mounted, shadowed)
+            inside = root + target if target != "/" else root
             _mount(libc, mount["source"], inside, None, _MS_BIND | _MS_REC)
             if mount["readOnly"]:
                 _mount(libc, None, inside, None, _MS_REMOUNT | _MS_BIND | _MS_RDONLY)
-            mounted.append(mount["target"])
+            mounted.append(target)
         os.chroot(root)
         os.chdir(spec["workdir"])
     except OSError as exc:
