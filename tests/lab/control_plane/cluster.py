@@ -65,6 +65,7 @@ def _kubeconfig(server, ca_path, token, user):
 
 
 NODE_NAME = "lab-node-1"
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 
 class ControlPlane:
@@ -120,12 +121,12 @@ class ControlPlane:
             raise
         return self
 
-    def _spawn(self, name, argv):
+    def _spawn(self, name, argv, env=None):
         log = open(self.path("logs", name + ".log"), "ab")  # pylint: disable=consider-using-with
         self._logs.append(log)
         # Own process group: a test runner's Ctrl-C reaches us, and stop() ends the whole tree.
         process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,  # pylint: disable=consider-using-with
-                                   start_new_session=True, cwd=self.state_dir)
+                                   start_new_session=True, cwd=self.state_dir, env=env)
         self._processes[name] = process
         return process
 
@@ -213,7 +214,10 @@ class ControlPlane:
                 "--tls-private-key-file=%s" % pki.path("node-agent-serving.key"),
                 "--client-ca-file=%s" % pki.ca_cert]
         argv.extend("--exec-command=%s" % part for part in self.exec_command)
-        self._spawn("lab-node-agent", argv)
+        # The exec command may be the lab's own Python (python -m tests.lab.node_exec): it runs in
+        # the agent's environment, from the state directory, so the checkout goes on its path.
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [REPO_ROOT, os.environ.get("PYTHONPATH")])))
+        self._spawn("lab-node-agent", argv, env=env)
 
     def _wait_node_ready(self, deadline):
         """The node is Ready and untainted: the node lifecycle controller lifts not-ready, then pods schedule."""
