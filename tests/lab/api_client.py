@@ -190,7 +190,7 @@ class ApiClient:
         self.page_size = page_size
         # Connection and idempotent-read retries only: a replayed POST could create twice.
         retries = urllib3.Retry(total=3, connect=3, read=1, status=0, redirect=0)
-        self._http = urllib3.PoolManager(maxsize=16, cert_reqs="CERT_REQUIRED", ca_certs=ca_file, ca_cert_data=ca_data, retries=retries)
+        self._http = urllib3.PoolManager(maxsize=64, cert_reqs="CERT_REQUIRED", ca_certs=ca_file, ca_cert_data=ca_data, retries=retries)
         self.registry = Registry(self)
         self._listeners = []
         self._informers = {}

@@ -44,7 +44,11 @@ CONTROLLER_MODULES = (
     "tests.lab.longhorn.system_backup_controller",
     "tests.lab.longhorn.system_restore_controller",
 )
-# Admission modules: each exposes register(store, ctx), like Longhorn's webhook server.
+# On the real control plane kube-controller-manager binds volumes and runs workloads; the lab
+# plays only Longhorn's part (its CSI provisioner and attacher among it).
+REAL_CLUSTER_CONTROLLER_MODULES = tuple(m for m in CONTROLLER_MODULES if m not in (
+    "tests.lab.controllers.pv", "tests.lab.controllers.workload"))
+# Admission modules: each exposes register(chain, ctx), like Longhorn's webhook server.
 WEBHOOK_MODULES = (
     "tests.lab.longhorn.webhooks",
     "tests.lab.longhorn.volume_webhooks",
@@ -66,6 +70,8 @@ class Lab:
         self.store = None
         self.s3 = None
         self.api = None
+        self.cluster = None
+        self.admission = None
         self.faults = Faults()
         self.ctx = None
         self.manager = None
@@ -74,7 +80,13 @@ class Lab:
         self.started = False
 
     # ---- lifecycle --------------------------------------------------------
+    @property
+    def real_cluster(self):
+        return self.config.cluster == "real"
+
     def start(self):
+        if self.real_cluster:
+            return self._start_real_cluster()
         from .kube import builtin_validation, schema
         from .kube.server import ApiServer
         from .s3 import S3Server
@@ -106,6 +118,59 @@ class Lab:
         self.write_info()
         return self
 
+    def _start_real_cluster(self):
+        from . import node_exec
+        from .admission import AdmissionChain, AdmissionServer
+        from .api_client import ApiClient
+        from .control_plane.cluster import ControlPlane
+        from .s3 import S3Server
+
+        os.makedirs(self.config.state_dir, exist_ok=True)
+        self.s3 = S3Server(bucket=self.config.bucket, region=self.config.region, object_lock=self.config.object_lock,
+                           port=self.config.s3_port)
+        self.s3.start()
+        cluster_dir = self.config.path("cluster")
+        self.cluster = ControlPlane(cluster_dir, api_port=self.config.api_port,
+                                    exec_command=node_exec.command(self.config.state_dir, os.path.join(cluster_dir, "kubeconfig")))
+        self.cluster.start()
+        self.store = ApiClient.from_kubeconfig(self.cluster.kubeconfig)
+        self.token = self.cluster.pki.token("admin")
+        self.ctx = LabContext(config=self.config, store=self.store, s3=self.s3, faults=self.faults)
+        chain = AdmissionChain()
+        for name in WEBHOOK_MODULES:
+            _import(name).register(chain, self.ctx)
+        self.admission = AdmissionServer(chain, self.store.registry, self.cluster.pki.path("webhook-serving.crt"),
+                                         self.cluster.pki.path("webhook-serving.key")).start()
+        shutil.copyfile(self.cluster.kubeconfig, self.kubeconfig)
+        os.chmod(self.kubeconfig, 0o600)
+        self._install_real_cluster()
+        self.manager = ControllerManager(self.store)
+        for name in REAL_CLUSTER_CONTROLLER_MODULES:
+            module = _import(name)
+            for controller_class in getattr(module, "REAL_CLUSTER_CONTROLLERS", module.CONTROLLERS):
+                self.manager.add(controller_class(self.ctx))
+        self._start_informers()
+        self.manager.start()
+        self.started = True
+        self.write_info()
+        return self
+
+    def _start_informers(self):
+        watched = sorted({key for controller in self.manager.controllers() for key in controller.watches})
+        self.store.start_informers(watched)
+        if not self.store.wait_synced(timeout=60):
+            raise RuntimeError("the lab's informers did not sync within 60 s")
+
+    def _install_real_cluster(self):
+        """Longhorn's webhook configurations first (its CRs are admitted by them), then Longhorn itself."""
+        with open(self.cluster.pki.ca_cert, encoding="utf-8") as handle:
+            configurations = self.admission.configurations(handle.read())
+        for body in configurations:
+            plural = body["kind"].lower() + "s"
+            if self.store.try_get(plural, "", body["metadata"]["name"]) is None:
+                self.store.create(plural, body)
+        self._install()
+
     def _install(self):
         from .longhorn.install import install_longhorn
         install_longhorn(self.ctx)
@@ -118,6 +183,12 @@ class Lab:
             self.manager.stop()
         if self.api is not None:
             self.api.stop()
+        if getattr(self, "admission", None) is not None:
+            self.admission.stop()
+        if self.real_cluster and self.store is not None:
+            self.store.stop()
+        if getattr(self, "cluster", None) is not None:
+            self.cluster.stop()
         if self.s3 is not None:
             self.s3.stop()
         self.started = False
@@ -166,7 +237,7 @@ class Lab:
 
     @property
     def api_server(self):
-        return self.api.url
+        return self.cluster.api_server if self.real_cluster else self.api.url
 
     @property
     def backup_target_url(self):
@@ -207,11 +278,26 @@ class Lab:
 
     def wipe_cluster(self):
         """Delete every Kubernetes object and all node-local volume data; the bucket survives."""
+        if self.real_cluster:
+            return self._wipe_real_cluster()
         with self._lock:
             self.store.wipe()
             for sub in ("volumes", "snapshots"):
                 shutil.rmtree(self.config.path(sub), ignore_errors=True)
             self._install()
+            self.manager.resync()
+
+    def _wipe_real_cluster(self):
+        """``make k3s-teardown && make k3s``: the datastore and node data go, then Longhorn is installed again."""
+        with self._lock:
+            self.store.stop()
+            self.cluster.wipe()
+            for sub in ("volumes", "snapshots", "pods"):
+                shutil.rmtree(self.config.path(sub), ignore_errors=True)
+            self.cluster.start()
+            self.store.registry.refresh()
+            self._install_real_cluster()
+            self._start_informers()
             self.manager.resync()
 
     def audit_entries(self):

@@ -26,6 +26,11 @@ from .context import LabConfig, LabContext
 CANNOT_RUN = 126
 
 
+def command(state_dir, kubeconfig):
+    """The argv prefix the node agent runs for an exec (it appends NAMESPACE POD CONTAINER -- COMMAND...)."""
+    return [sys.executable, "-m", "tests.lab.node_exec", "--state-dir", state_dir, "--kubeconfig", kubeconfig]
+
+
 def _context(state_dir, kubeconfig):
     from .api_client import ApiClient
     return LabContext(config=LabConfig(state_dir=state_dir), store=ApiClient.from_kubeconfig(kubeconfig))

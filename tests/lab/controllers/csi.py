@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import random
@@ -109,7 +110,9 @@ class ProvisionerController(Controller):
 
     def __init__(self, ctx):
         super().__init__(ctx)
-        pvlib.register(self.store, ctx)
+        if hasattr(self.store, "add_mutator"):
+            # The home-made API server needs the storage-protection plugin; a real one has its own.
+            pvlib.register(self.store, ctx)
         # One identity per provisioner start, as csi-provisioner records it in every PV.
         self.identity = "%d-%04d-%s" % (int(time.time() * 1000), random.randint(0, 9999), DRIVER)
         self._lock = threading.Lock()
@@ -169,7 +172,7 @@ class ProvisionerController(Controller):
         return []
 
     def initial_keys(self):
-        with self.store.changed:
+        with getattr(self.store, "changed", None) or contextlib.nullcontext():
             claims = self.store.list("persistentvolumeclaims")[0]
             volumes = self.store.list("persistentvolumes")[0]
             with self._lock:
@@ -469,4 +472,113 @@ class AttacherController(Controller):
         return None
 
 
+EXTERNAL_ATTACHER_FINALIZER = "external-attacher/driver-longhorn-io"   # csi-attacher: "external-attacher/" + sanitized driver
+
+
+class ExternalAttacherController(Controller):
+    """csi-attacher for ``driver.longhorn.io`` under the real attach-detach controller.
+
+    kube-controller-manager creates a ``storage.k8s.io`` VolumeAttachment per (volume, node) a
+    scheduled pod needs; csi-attacher (``pkg/controller/csi_handler.go`` syncAttach/syncDetach)
+    puts its finalizer on it, calls ControllerPublishVolume and records ``status.attached``.
+    Longhorn's ControllerPublishVolume (``lm@v1.10.2:csi/controller_server.go``) adds a
+    ``csi-attacher`` ticket named after the VolumeAttachment to the Longhorn VolumeAttachment and
+    waits until the volume is attached; Unpublish removes the ticket.
+    """
+
+    name = "csi-external-attacher"
+    watches = (K8S_VOLUME_ATTACHMENTS, LONGHORN_VOLUME_ATTACHMENTS, LONGHORN_VOLUMES)
+    resync_period = 30.0
+
+    def __init__(self, ctx):
+        super().__init__(ctx)
+        self._lock = threading.Lock()
+        self._by_volume = {}        # Longhorn volume -> names of the VolumeAttachments for it
+
+    @staticmethod
+    def _key(name):
+        return (K8S_VOLUME_ATTACHMENTS[0], K8S_VOLUME_ATTACHMENTS[1], "", name)
+
+    def _handle(self, attachment):
+        pv_name = ((attachment.get("spec") or {}).get("source") or {}).get("persistentVolumeName")
+        return longhorn_volume_handle(self.store.try_get("persistentvolumes", "", pv_name)) if pv_name else None
+
+    def keys_for(self, event):
+        meta = event.obj["metadata"]
+        if event.rtype_key == K8S_VOLUME_ATTACHMENTS:
+            if (event.obj.get("spec") or {}).get("attacher") != DRIVER:
+                return []
+            return [self._key(meta["name"])]
+        volume = (event.obj.get("spec") or {}).get("volume") or meta["name"] if event.rtype_key == LONGHORN_VOLUME_ATTACHMENTS else meta["name"]
+        with self._lock:
+            return [self._key(name) for name in sorted(self._by_volume.get(volume, ()))]
+
+    def initial_keys(self):
+        keys = []
+        for attachment in self.store.list(K8S_VOLUME_ATTACHMENTS)[0]:
+            if (attachment.get("spec") or {}).get("attacher") == DRIVER:
+                keys.append(self._key(attachment["metadata"]["name"]))
+        return keys
+
+    def _remember(self, volume, name, present):
+        with self._lock:
+            names = self._by_volume.setdefault(volume, set())
+            if present:
+                names.add(name)
+            else:
+                names.discard(name)
+
+    def _set_attached(self, attachment, attached):
+        if bool((attachment.get("status") or {}).get("attached")) == attached:
+            return
+
+        def _status(obj):
+            status = obj.setdefault("status", {})
+            status["attached"] = attached
+            status.pop("attachError", None)
+        self.store.modify(K8S_VOLUME_ATTACHMENTS, "", attachment["metadata"]["name"], _status, subresource="status")
+
+    def _set_finalizer(self, name, present):
+        def _change(obj):
+            finalizers = [f for f in obj["metadata"].get("finalizers") or [] if f != EXTERNAL_ATTACHER_FINALIZER]
+            obj["metadata"]["finalizers"] = finalizers + ([EXTERNAL_ATTACHER_FINALIZER] if present else [])
+        try:
+            self.store.modify(K8S_VOLUME_ATTACHMENTS, "", name, _change)
+        except errors.NotFound:
+            pass
+
+    def reconcile(self, key):
+        name = key[3]
+        attachment = self.store.try_get(K8S_VOLUME_ATTACHMENTS, "", name)
+        if attachment is None or (attachment.get("spec") or {}).get("attacher") != DRIVER:
+            return None
+        volume = self._handle(attachment)
+        if volume is None:
+            return 1.0
+        node = attachment["spec"].get("nodeName", "")
+        meta = attachment["metadata"]
+        if meta.get("deletionTimestamp"):
+            # syncDetach: ControllerUnpublishVolume, then drop our finalizer so the object can go.
+            if name in attachments.tickets(self.store, volume):
+                attachments.remove_ticket(self.store, volume, name)
+            self._remember(volume, name, False)
+            if EXTERNAL_ATTACHER_FINALIZER in (meta.get("finalizers") or []):
+                self._set_finalizer(name, False)
+            return None
+        self._remember(volume, name, True)
+        if EXTERNAL_ATTACHER_FINALIZER not in (meta.get("finalizers") or []):
+            self._set_finalizer(name, True)
+            return 0.0
+        volumes_rtype = self.store.registry.by_plural(LONGHORN_VOLUMES[1], LONGHORN_VOLUMES[0])
+        longhorn_volume = self.store.try_get(volumes_rtype, LONGHORN_NAMESPACE, volume) if volumes_rtype else None
+        if longhorn_volume is None or longhorn_volume["metadata"].get("deletionTimestamp"):
+            return 2.0          # ControllerPublishVolume: volume not found; csi-attacher retries
+        if name not in attachments.tickets(self.store, volume):
+            attachments.add_ticket(self.store, volume, name, attachments.CSI_ATTACHER, node_id=node)
+        self._set_attached(attachment, attachments.ticket_satisfied(self.store, volume, name))
+        return None
+
+
 CONTROLLERS = (ProvisionerController, AttacherController)
+# Under the real control plane the attach-detach controller is kube-controller-manager's.
+REAL_CLUSTER_CONTROLLERS = (ProvisionerController, ExternalAttacherController)

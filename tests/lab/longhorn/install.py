@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 
 import yaml
 
@@ -75,9 +76,18 @@ def _ensure(store, rtype, obj, status=None):
     return current
 
 
-def _install_crds(store):
-    for crd in load_crds():
+def _install_crds(store, timeout=60.0):
+    crds = load_crds()
+    for crd in crds:
         _ensure(store, "customresourcedefinitions", crd)
+    # A real API server serves a new CRD once it is Established (about a second later).
+    deadline = time.monotonic() + timeout
+    for crd in crds:
+        names = crd["spec"]["names"]
+        while store.registry.by_plural(names["plural"], crd["spec"]["group"]) is None:
+            if time.monotonic() > deadline:
+                raise RuntimeError("CRD %s was not served within %ss" % (crd["metadata"]["name"], timeout))
+            time.sleep(0.2)
 
 
 def _install_settings(ctx):

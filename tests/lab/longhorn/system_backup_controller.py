@@ -558,7 +558,8 @@ class SystemBackupController(Controller):
         """The zip of ref §2: ``<name>/metadata.yaml`` and ``<name>/yamls/<group>/<file>.yaml``, one *List each."""
         name = obj["metadata"]["name"]
         buffer = io.BytesIO()
-        resource_version = self.store.resource_version
+        # The lists' resourceVersion, as a List the manager's client returns carries it.
+        resource_version = self.store.list("namespaces")[1]
         stamp = datetime.datetime.now(datetime.timezone.utc).timetuple()[:6]
         with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
             for directory in (name + "/", name + "/yamls/", name + "/yamls/apiextensions/", name + "/yamls/kubernetes/",
