@@ -19,6 +19,7 @@ import os
 import shutil
 import tempfile
 import threading
+import time
 
 from .context import LONGHORN_NAMESPACE, LabConfig, LabContext
 from .controllers.runtime import ControllerManager
@@ -130,10 +131,14 @@ class Lab:
                            port=self.config.s3_port)
         self.s3.start()
         cluster_dir = self.config.path("cluster")
-        self.cluster = ControlPlane(cluster_dir, api_port=self.config.api_port,
-                                    exec_command=node_exec.command(self.config.state_dir, os.path.join(cluster_dir, "kubeconfig")))
+        self.cluster = ControlPlane(cluster_dir, api_port=self.config.api_port)
+        # The node's runtime reads pods, claims and volumes as Longhorn's service account, as the
+        # emulator does: only the collection (and tests) use the admin user the audit log follows.
+        self.cluster.exec_command = node_exec.command(self.config.state_dir, self.cluster.kubeconfig_for("longhorn"))
         self.cluster.start()
-        self.store = ApiClient.from_kubeconfig(self.cluster.kubeconfig)
+        self._admin = ApiClient.from_kubeconfig(self.cluster.kubeconfig)
+        self._grant_longhorn_service_account()
+        self.store = ApiClient.from_kubeconfig(self.cluster.kubeconfig_for("longhorn"))
         self.token = self.cluster.pki.token("admin")
         self.ctx = LabContext(config=self.config, store=self.store, s3=self.s3, faults=self.faults)
         chain = AdmissionChain()
@@ -161,14 +166,35 @@ class Lab:
         if not self.store.wait_synced(timeout=60):
             raise RuntimeError("the lab's informers did not sync within 60 s")
 
+    def _grant_longhorn_service_account(self):
+        """longhorn-manager's ClusterRole (chart templates/clusterrole.yaml) allows nearly every verb on
+        every group it touches; the lab binds its service account to cluster-admin to the same effect."""
+        binding = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+                   "metadata": {"name": "longhorn-bind"},
+                   "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
+                   "subjects": [{"kind": "ServiceAccount", "name": "longhorn-service-account", "namespace": LONGHORN_NAMESPACE}]}
+        if self._admin.try_get(("rbac.authorization.k8s.io", "clusterrolebindings"), "", "longhorn-bind") is None:
+            self._admin.create(("rbac.authorization.k8s.io", "clusterrolebindings"), binding)
+        # RBAC's caches follow the binding within moments; wait so the first controller write passes.
+        review = {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+                  "spec": {"resourceAttributes": {"verb": "create", "group": "apiextensions.k8s.io", "resource": "customresourcedefinitions"}}}
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            status, answer = self.cluster.request("/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", identity="longhorn",
+                                                  method="POST", body=review)
+            if status == 201 and answer["status"].get("allowed"):
+                return
+            time.sleep(0.1)
+        raise RuntimeError("the Longhorn service account was not granted its role within 30 s")
+
     def _install_real_cluster(self):
         """Longhorn's webhook configurations first (its CRs are admitted by them), then Longhorn itself."""
         with open(self.cluster.pki.ca_cert, encoding="utf-8") as handle:
             configurations = self.admission.configurations(handle.read())
         for body in configurations:
             plural = body["kind"].lower() + "s"
-            if self.store.try_get(plural, "", body["metadata"]["name"]) is None:
-                self.store.create(plural, body)
+            if self._admin.try_get(plural, "", body["metadata"]["name"]) is None:
+                self._admin.create(plural, body)
         self._install()
 
     def _install(self):
@@ -295,6 +321,7 @@ class Lab:
             for sub in ("volumes", "snapshots", "pods"):
                 shutil.rmtree(self.config.path(sub), ignore_errors=True)
             self.cluster.start()
+            self._grant_longhorn_service_account()
             self.store.registry.refresh()
             self._install_real_cluster()
             self._start_informers()
