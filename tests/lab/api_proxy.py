@@ -66,7 +66,7 @@ def status_response(code, message=None, reason=None):
     if code == 429:
         body["details"] = {"retryAfterSeconds": 1}
         headers.append(("Retry-After", "1"))
-    payload = json.dumps(body).encode()
+    payload = json.dumps(body, separators=(",", ":")).encode()     # compact, as the API server writes it
     headers.append(("Content-Length", str(len(payload))))
     head = "HTTP/1.1 %d %s\r\n" % (code, _PHRASES.get(code, "Error"))
     head += "".join("%s: %s\r\n" % header for header in headers) + "\r\n"
