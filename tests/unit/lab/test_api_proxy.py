@@ -18,7 +18,9 @@ import time
 import urllib.error
 import urllib.request
 
+import kubernetes
 import pytest
+import urllib3
 import yaml
 
 from tests.lab.api_client import ApiClient
@@ -246,3 +248,22 @@ def test_kubectl_exec_passes_stdin_through_the_proxy(kubeconfig, proxy, shell_po
     assert result.returncode == 0, result.stderr
     assert result.stdout == "THROUGH THE PROXY\n"
     assert len(_upgraded(proxy, method, mark)) == 1, proxy.requests[mark:]
+
+
+def test_a_held_fault_fails_the_kubernetes_client_after_its_retries(kubeconfig, proxy, faults):
+    # What kubernetes.core sees: urllib3 retries a dropped idempotent request three times, four holds in all.
+    core = kubernetes.client.CoreV1Api(kubernetes.config.new_client_from_config(config_file=kubeconfig))
+    faults.add_api_fault(r"/namespaces/default/secrets$", timeout=0.3)
+    mark = len(proxy.requests)
+    started = time.monotonic()
+    with pytest.raises(urllib3.exceptions.MaxRetryError) as caught:
+        core.list_namespaced_secret(NAMESPACE)
+    assert "RemoteDisconnected" in str(caught.value)
+    assert time.monotonic() - started >= 4 * 0.3 - 0.05
+    assert proxy.requests[mark:] == [("GET", "/api/v1/namespaces/default/secrets", 0)] * 4
+    faults.clear()
+    with pytest.raises(kubernetes.client.ApiException) as caught:
+        faults.add_api_fault(r"/namespaces/default/secrets$", status=503, count=1)
+        core.list_namespaced_secret(NAMESPACE)
+    assert caught.value.status == 503 and '"reason":"ServiceUnavailable"' in caught.value.body
+    assert isinstance(core.list_namespaced_secret(NAMESPACE).items, list)
