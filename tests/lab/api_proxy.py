@@ -185,13 +185,15 @@ class ApiProxy:
     where clients connect; ``requests`` lists ``(method, path_with_query, status)`` as answered
     (status 0: dropped by a timeout fault).  Bearer tokens pass through; client certificates cannot."""
 
-    def __init__(self, upstream_url, upstream_ca_file, cert_file, key_file, faults, port=0):
+    def __init__(self, upstream_url, upstream_ca_file, cert_file, key_file, faults, port=0, on_request=None):
         split = urllib.parse.urlsplit(upstream_url)
         self.upstream_host, self.upstream_port = split.hostname, split.port or 443
         self.faults = faults
         self.port = port
         self.url = None
         self.requests = []
+        # on_request(method, target, status, headers): the lab's audit log of its clients' requests.
+        self._on_request = on_request
         self._lock = threading.Lock()
         self._upstream_tls = ssl.create_default_context(cafile=upstream_ca_file)
         self._upstream_tls.set_alpn_protocols(["http/1.1"])
@@ -260,9 +262,14 @@ class ApiProxy:
     def __exit__(self, *exc):
         self.stop()
 
-    def _record(self, method, target, status):
+    def _record(self, method, target, status, headers=None):
         with self._lock:
             self.requests.append((method, target, status))
+        if self._on_request is not None:
+            try:
+                self._on_request(method, target, status, headers or {})
+            except Exception:  # pylint: disable=broad-except
+                LOG.exception("lab API proxy: on_request")
 
     # ---- one client connection ------------------------------------------------------
     async def _serve_client(self, reader, writer):
@@ -292,23 +299,23 @@ class ApiProxy:
                 fault = None if fault_exempt(path) else self.faults.api_fault_for(method, path)
                 if fault is not None and fault.timeout and fault.timeout > 0:
                     await asyncio.sleep(fault.timeout)
-                    self._record(method, target, 0)
+                    self._record(method, target, 0, headers)
                     client.close(abort=True)        # no response at all, as a hung server that gives up
                     return
                 if fault is not None:
                     await client.send(status_response(fault.status))
-                    self._record(method, target, fault.status)
+                    self._record(method, target, fault.status, headers)
                     continue
                 try:
                     upstream, response_head = await self._exchange(upstream, bytes(request), client)
                 except (OSError, ssl.SSLError, EOFError, _BadMessage) as exc:
                     await client.send(status_response(502, "lab API proxy: upstream failed: %s: %s" % (type(exc).__name__, exc)))
-                    self._record(method, target, 502)
+                    self._record(method, target, 502, headers)
                     return
                 (_version, status, *_), response_headers = _parse_head(response_head)
                 status = int(status)
                 await client.send(response_head)
-                self._record(method, target, status)
+                self._record(method, target, status, headers)
                 if status == 101:
                     # An upgraded connection (exec, attach, port-forward): bytes both ways until one side closes.
                     pumps = [asyncio.ensure_future(_pump(client, upstream)), asyncio.ensure_future(_pump(upstream, client))]

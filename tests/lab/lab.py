@@ -20,6 +20,7 @@ import shutil
 import tempfile
 import threading
 import time
+import urllib.parse
 
 from .context import LONGHORN_NAMESPACE, LabConfig, LabContext
 from .controllers.runtime import ControllerManager
@@ -73,6 +74,7 @@ class Lab:
         self.api = None
         self.cluster = None
         self.admission = None
+        self.proxy = None
         self.faults = Faults()
         self.ctx = None
         self.manager = None
@@ -146,8 +148,7 @@ class Lab:
             _import(name).register(chain, self.ctx)
         self.admission = AdmissionServer(chain, self.store.registry, self.cluster.pki.path("webhook-serving.crt"),
                                          self.cluster.pki.path("webhook-serving.key")).start()
-        shutil.copyfile(self.cluster.kubeconfig, self.kubeconfig)
-        os.chmod(self.kubeconfig, 0o600)
+        self._start_api_proxy()
         self._install_real_cluster()
         self.manager = ControllerManager(self.store)
         for name in REAL_CLUSTER_CONTROLLER_MODULES:
@@ -159,6 +160,38 @@ class Lab:
         self.started = True
         self.write_info()
         return self
+
+    def _start_api_proxy(self):
+        """The collection's way in: a proxy that can inject API faults and logs each request it relays."""
+        from .api_proxy import ApiProxy
+        from .kube.audit import AuditLog
+        import yaml
+        pki = self.cluster.pki
+        self._audit = AuditLog(self.audit_log)
+        self.proxy = ApiProxy(self.cluster.api_server, pki.ca_cert, pki.path("apiserver.crt"), pki.path("apiserver.key"),
+                              self.faults, port=self.config.api_port, on_request=self._audit_request).start()
+        with open(self.cluster.kubeconfig, encoding="utf-8") as handle:
+            kubeconfig = yaml.safe_load(handle)
+        kubeconfig["clusters"][0]["cluster"]["server"] = self.proxy.url
+        kubeconfig["contexts"][0]["context"]["namespace"] = "default"
+        with open(self.kubeconfig + ".tmp", "w", encoding="utf-8") as handle:
+            yaml.safe_dump(kubeconfig, handle, default_flow_style=False)
+        os.chmod(self.kubeconfig + ".tmp", 0o600)
+        os.replace(self.kubeconfig + ".tmp", self.kubeconfig)
+
+    _VERBS = {"GET": "get", "POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
+
+    def _audit_request(self, method, target, status, headers):
+        split = urllib.parse.urlsplit(target)
+        query = {k: v[0] if len(v) == 1 else v for k, v in urllib.parse.parse_qs(split.query).items()}
+        path = urllib.parse.unquote(split.path)
+        verb = self._VERBS.get(method, method.lower())
+        if method == "GET" and str(query.get("watch", "")).lower() in ("1", "true"):
+            verb = "watch"
+        streaming = path.rsplit("/", 1)[-1] in ("exec", "log", "attach", "portforward")
+        write = verb in ("create", "update", "patch", "delete") and not streaming
+        self._audit.record(verb=verb, method=method, path=path, query=query, dry_run="dryRun" in query, write=write,
+                           code=status, user_agent=headers.get("user-agent", ""))
 
     def _start_informers(self):
         watched = sorted({key for controller in self.manager.controllers() for key in controller.watches})
@@ -211,6 +244,9 @@ class Lab:
             self.api.stop()
         if getattr(self, "admission", None) is not None:
             self.admission.stop()
+        if getattr(self, "proxy", None) is not None:
+            self.proxy.stop()
+            self._audit.close()
         if self.real_cluster and self.store is not None:
             self.store.stop()
         if getattr(self, "cluster", None) is not None:
@@ -263,7 +299,7 @@ class Lab:
 
     @property
     def api_server(self):
-        return self.cluster.api_server if self.real_cluster else self.api.url
+        return self.proxy.url if self.real_cluster else self.api.url
 
     @property
     def backup_target_url(self):
