@@ -88,11 +88,11 @@ class _ControlHandler(BaseHTTPRequestHandler):
 
 def _dispatch(lab, action, payload, stop_event):
     if action == "status":
-        return {"counts": lab.store.snapshot_counts(), "api_faults": lab.faults.api_faults()}
+        return {"counts": lab.store.object_counts(), "api_faults": lab.faults.api_faults()}
     if action == "wipe-cluster":
         lab.wipe_cluster()
         lab.wait_idle(timeout=30)
-        return {"wiped": True, "counts": lab.store.snapshot_counts()}
+        return {"wiped": True, "counts": lab.store.object_counts()}
     if action == "fault":
         return _apply_fault(lab, payload)
     if action == "stop":

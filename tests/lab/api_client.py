@@ -183,10 +183,12 @@ class Registry:
 
 # ---- the client ---------------------------------------------------------------
 class ApiClient:
-    def __init__(self, server, token, ca_file, *, timeout=30, ca_data=None, page_size=500):
+    def __init__(self, server, token, ca_file, *, timeout=30, ca_data=None, page_size=500, user_agent="longhorn-dr-lab"):
         self.server = server.rstrip("/")
         self._token = token
         self.timeout = timeout
+        # The API server names a writer's field manager after its User-Agent (the part before "/").
+        self.user_agent = user_agent
         self.page_size = page_size
         # Connection and idempotent-read retries only: a replayed POST could create twice.
         retries = urllib3.Retry(total=3, connect=3, read=1, status=0, redirect=0)
@@ -225,7 +227,7 @@ class ApiClient:
 
     def _headers(self, content_type=None):
         # The user agent names the field manager of this client's writes.
-        headers = {"Authorization": "Bearer " + self._token, "Accept": "application/json", "User-Agent": "longhorn-dr-lab"}
+        headers = {"Authorization": "Bearer " + self._token, "Accept": "application/json", "User-Agent": self.user_agent}
         if content_type:
             headers["Content-Type"] = content_type
         return headers
@@ -311,7 +313,8 @@ class ApiClient:
             items.extend(self._typed(rtype, item) for item in page.get("items") or [])
             token = page["metadata"].get("continue")
             if not token:
-                return items, page["metadata"]["resourceVersion"]
+                # A few built-in lists (componentstatuses) carry no resourceVersion.
+                return items, (page.get("metadata") or {}).get("resourceVersion", "")
             query["continue"] = token
 
     # ---- writes ---------------------------------------------------------------
@@ -416,6 +419,20 @@ class ApiClient:
         informer = self._informers[self._resolve(rtype).key]
         with informer.lock:
             return [copy.deepcopy(obj) for (ns, _name), obj in sorted(informer.cache.items()) if not namespace or ns == namespace]
+
+    def object_counts(self):
+        """``{"<group>/<plural>" or "<plural>": count}`` of every listable type that has objects."""
+        counts = {}
+        for rtype in self.registry.all():
+            if "list" not in rtype.verbs:
+                continue
+            try:
+                items = self.list(rtype)[0]
+            except errors.ApiError:
+                continue
+            if items:
+                counts["%s/%s" % rtype.key if rtype.group else rtype.plural] = len(items)
+        return counts
 
     def stop(self):
         with self._lock:

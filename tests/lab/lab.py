@@ -140,7 +140,7 @@ class Lab:
         self.cluster.start()
         self._admin = ApiClient.from_kubeconfig(self.cluster.kubeconfig)
         self._grant_longhorn_service_account()
-        self.store = ApiClient.from_kubeconfig(self.cluster.kubeconfig_for("longhorn"))
+        self.store = ApiClient.from_kubeconfig(self.cluster.kubeconfig_for("longhorn"), user_agent="longhorn-manager/%s" % self.config.longhorn_version)
         self.token = self.cluster.pki.token("admin")
         self.ctx = LabContext(config=self.config, store=self.store, s3=self.s3, faults=self.faults)
         chain = AdmissionChain()

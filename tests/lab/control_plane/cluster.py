@@ -97,7 +97,19 @@ class ControlPlane:
         return self.kubeconfig if identity == "admin" else self.path("kubeconfig-%s" % identity)
 
     # ---- lifecycle ----------------------------------------------------------------
-    def start(self, timeout=90.0):
+    def start(self, timeout=90.0, attempts=3):
+        """Start everything; a port taken between picking and binding it (parallel labs) means another try."""
+        fixed_port = self.api_port
+        for attempt in range(attempts):
+            try:
+                return self._start_once(timeout)
+            except ControlPlaneError as exc:
+                if "address already in use" not in str(exc) or attempt == attempts - 1:
+                    raise
+                self.api_port = fixed_port
+        return self
+
+    def _start_once(self, timeout):
         started = time.monotonic()
         os.makedirs(self.path("logs"), exist_ok=True)
         os.makedirs(self.path("db"), exist_ok=True)
@@ -182,7 +194,9 @@ class ControlPlane:
             build.binary("kube-controller-manager"),
             "--kubeconfig=%s" % config,
             "--authentication-kubeconfig=%s" % config, "--authorization-kubeconfig=%s" % config,
-            "--bind-address=127.0.0.1", "--secure-port=%d" % free_port(),
+            # No serving port: nothing here asks its healthz, and a free port picked now could be taken
+            # by a parallel lab before the process binds it.
+            "--secure-port=0",
             "--leader-elect=false",
             "--controllers=%s" % CONTROLLERS,
             "--use-service-account-credentials=true",
@@ -199,7 +213,7 @@ class ControlPlane:
             build.binary("kube-scheduler"),
             "--kubeconfig=%s" % config,
             "--authentication-kubeconfig=%s" % config, "--authorization-kubeconfig=%s" % config,
-            "--bind-address=127.0.0.1", "--secure-port=%d" % free_port(),
+            "--secure-port=0",
             "--leader-elect=false",
             "--profiling=false",
         ])

@@ -501,6 +501,6 @@ class Store:
                 self.registry.unregister_group_plural(rtype.group, rtype.plural)
             self.changed.notify_all()
 
-    def snapshot_counts(self):
+    def object_counts(self):
         with self._lock:
             return {"%s/%s" % key if key[0] else key[1]: len(objs) for key, objs in self._objects.items() if objs}

@@ -131,15 +131,15 @@ def test_default_backup_target_is_empty(installed):
 
 def test_install_is_idempotent_and_survives_a_wipe(installed):
     store, ctx = installed
-    before = dict(store.snapshot_counts())
+    before = dict(store.object_counts())
     setting_rv = lh(store, "settings", "backup-compression-method")["metadata"]["resourceVersion"]
     install_longhorn(ctx)
-    assert store.snapshot_counts() == before
+    assert store.object_counts() == before
     assert lh(store, "settings", "backup-compression-method")["metadata"]["resourceVersion"] == setting_rv
     store.wipe()
     assert store.registry.by_plural("backuptargets", "longhorn.io") is None
     install_longhorn(ctx)
-    assert store.snapshot_counts() == before
+    assert store.object_counts() == before
     assert lh(store, "backuptargets", "default")["spec"]["pollInterval"] == "5m0s"
 
 
