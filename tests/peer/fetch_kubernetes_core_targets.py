@@ -10,7 +10,9 @@ pinned in requirements/peer-sources.txt with pip (``--require-hashes``, no depen
 no wheel) into a cache outside the checkout, checks its sha256 again, and extracts
 ``ansible_collections/kubernetes/core/tests/integration/`` (every target, the helper
 roles ``setup_*``/``remove_namespace`` they depend on, their defaults, files, templates
-and ``library/`` modules) plus the collection's MANIFEST.json.
+and ``library/`` modules) plus the collection's MANIFEST.json.  It also extracts the whole
+community.general from the same sdist: a test dependency of the targets (k8s_full calls
+``community.general.filesize``) that the lab does not vendor.
 
 Idempotent: a cached sdist with the pinned hash is not downloaded again and a complete
 extraction (its marker names the sdist's hash) is not redone.  Prints the targets directory.
@@ -37,6 +39,8 @@ COLLECTION = ("kubernetes", "core")
 # The release the vendored copy in .collections carries (Makefile's vendor step): targets and modules must match.
 EXPECTED_COLLECTION_VERSION = "6.2.0"
 MARKER = ".extracted-from"
+# Collections the targets use besides kubernetes.core, extracted whole from the same sdist.
+TEST_DEPENDENCIES = (("community", "general"),)
 
 
 class FetchError(Exception):
@@ -143,8 +147,8 @@ def extract(sdist, sha256, cache, out=sys.stdout):
         with open(os.path.join(staging, "MANIFEST.json"), encoding="utf-8") as handle:
             version = json.load(handle)["collection_info"]["version"]
         if version != EXPECTED_COLLECTION_VERSION:
-            raise FetchError("%s carries %s.%s %s, the lab vendors %s" % (os.path.basename(sdist), namespace, name, version,
-                                                                           EXPECTED_COLLECTION_VERSION))
+            raise FetchError("%s carries %s.%s %s, the lab vendors %s"
+                             % (os.path.basename(sdist), namespace, name, version, EXPECTED_COLLECTION_VERSION))
         with open(os.path.join(staging, MARKER), "w", encoding="utf-8") as handle:
             handle.write(sha256 + "\n")
         shutil.rmtree(root, ignore_errors=True)
@@ -157,11 +161,57 @@ def extract(sdist, sha256, cache, out=sys.stdout):
     return root
 
 
+def extract_dependency(sdist, sha256, cache, namespace, name, out=sys.stdout):
+    """A whole collection from the sdist into ``<cache>/ansible_collections/<namespace>/<name>``."""
+    root = os.path.join(cache, "ansible_collections", namespace, name)
+    marker = os.path.join(root, MARKER)
+    try:
+        with open(marker, encoding="utf-8") as handle:
+            if handle.read().strip() == sha256:
+                return root
+    except OSError:
+        pass
+    os.makedirs(os.path.dirname(root), exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=".%s.partial-" % name, dir=os.path.dirname(root))
+    try:
+        with tarfile.open(sdist, "r:gz") as archive:
+            members = []
+            for member in archive:
+                parts = member.name.split("/", 1)
+                prefix = "ansible_collections/%s/%s/" % (namespace, name)
+                if len(parts) == 2 and parts[1].startswith(prefix) and len(parts[1]) > len(prefix):
+                    member.name = parts[1][len(prefix):]
+                    members.append(member)
+            if not members:
+                raise FetchError("%s holds no ansible_collections/%s/%s" % (sdist, namespace, name))
+            archive.extractall(staging, members=members, filter="data")
+        with open(os.path.join(staging, "MANIFEST.json"), encoding="utf-8") as handle:
+            version = json.load(handle)["collection_info"]["version"]
+        with open(os.path.join(staging, MARKER), "w", encoding="utf-8") as handle:
+            handle.write(sha256 + "\n")
+        shutil.rmtree(root, ignore_errors=True)
+        os.rename(staging, root)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    print("peer sources: extracted %s.%s %s (a test dependency) from %s" % (namespace, name, version, os.path.basename(sdist)),
+          file=out, flush=True)
+    return root
+
+
+def dependency_dirs(cache=None):
+    """{(namespace, name): directory} of the extracted test dependencies."""
+    cache = cache or cache_dir()
+    return {(namespace, name): os.path.join(cache, "ansible_collections", namespace, name) for namespace, name in TEST_DEPENDENCIES}
+
+
 def ensure(find_links=None, no_index=False, out=sys.stdout):
     """The extracted targets directory, fetching and extracting what the cache lacks."""
     cache = cache_dir()
     sdist, sha256 = download(cache, find_links=find_links, no_index=no_index, out=out)
     extract(sdist, sha256, cache, out=out)
+    for namespace, name in TEST_DEPENDENCIES:
+        extract_dependency(sdist, sha256, cache, namespace, name, out=out)
     return targets_dir(cache)
 
 

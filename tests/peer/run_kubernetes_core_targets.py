@@ -106,7 +106,8 @@ def prepare_collections(work, collections_path, extracted_targets):
     because the playbook lies inside ``ansible_collections/kubernetes/core`` *and* that is the
     kubernetes.core on the collections path.  So: a real ``kubernetes/core`` directory whose
     entries link to the vendored copy (the modules under test), plus a copy of the extracted
-    ``tests/``; every other vendored collection linked as it is.
+    ``tests/``; every other vendored collection linked as it is, and the test dependencies
+    (community.general) from the sdist where the vendored path lacks them.
     """
     root = os.path.join(work, "collections")
     shutil.rmtree(root, ignore_errors=True)
@@ -124,6 +125,11 @@ def prepare_collections(work, collections_path, extracted_targets):
                 if entry != "tests":
                     os.symlink(os.path.join(vendored, entry), os.path.join(core, entry))
             shutil.copytree(os.path.dirname(extracted_targets), os.path.join(core, "tests", "integration"), symlinks=True)
+    for (namespace, name), extracted in sorted(fetch.dependency_dirs().items()):
+        link = os.path.join(root, "ansible_collections", namespace, name)
+        if not os.path.exists(link) and os.path.isdir(extracted):  # a vendored copy wins
+            os.makedirs(os.path.dirname(link), exist_ok=True)
+            os.symlink(extracted, link)
     return root, os.path.join(root, "ansible_collections", *fetch.COLLECTION, "tests", "integration", "targets")
 
 
@@ -300,8 +306,8 @@ def print_table(results, out=sys.stdout):
             note = "%s: %s" % (failure.get("task"), " ".join(str(failure.get("msg", "")).split())[:160])
         if r.get("expected_failure") and r["status"] != "skipped":
             note = "[expected: %s] %s" % (r["expected_failure"], note)
-        print("%-28s %-8s %5d %5d %5d %5d %5d %7.1f  %s" % (r["target"], outcome(r), c["ok"], c["changed"], c["failed"], c["ignored"],
-                                                          c["skipped"], r.get("seconds", 0.0), note), file=out)
+        row = (r["target"], outcome(r), c["ok"], c["changed"], c["failed"], c["ignored"], c["skipped"], r.get("seconds", 0.0), note)
+        print("%-28s %-8s %5d %5d %5d %5d %5d %7.1f  %s" % row, file=out)
 
 
 def main(argv=None):
