@@ -73,6 +73,36 @@ EXCLUDED = {
 # node agent (tests/lab/node_agent) joins the control plane, and the summary counts them apart.
 NEEDS_NODE = "needs running pods: node agent pending"
 EXPECTED_FAILURES = {
+    # Need a node (the node agent): pods that run, a Node object, exec/logs/cp.
+    "k8s_info": NEEDS_NODE + " (waits for a pod to be Running)",
+    "k8s_apply": NEEDS_NODE + " (waits for a Deployment to be available)",
+    "k8s_json_patch": NEEDS_NODE + " (creates a pod with wait: yes)",
+    "k8s_json_patch_hide_fields": NEEDS_NODE + " (creates a pod with wait: yes)",
+    "k8s_waiter": NEEDS_NODE + " (waits for pods, DaemonSets, Deployments)",
+    "k8s_taint": NEEDS_NODE + " (taints a Node: there is none)",
+    "k8s_drain": NEEDS_NODE + " (drains a schedulable Node: there is none)",
+    "k8s_exec": NEEDS_NODE + " (exec into a running pod)",
+    "k8s_log": NEEDS_NODE + " (logs of a running Deployment's pod)",
+    "k8s_copy": NEEDS_NODE + " (k8s_cp into running pods)",
+    "k8s_delete": NEEDS_NODE + " (a DaemonSet's pods: none without a Node)",
+    "k8s_gc": NEEDS_NODE + " (waits for a Job's pod to run)",
+    "k8s_generate_name": NEEDS_NODE + " (generateName with wait: yes on a pod)",
+    "k8s_rollback": NEEDS_NODE + " (a Deployment created with wait: yes)",
+    "k8s_scale": NEEDS_NODE + " (a Deployment created with wait: yes)",
+    "k8s_template": NEEDS_NODE + " (pods created with wait: yes)",
+    # Not the lab's doing.
+    "k8s_user_impersonation": "upstream v1.36 wording: ConstrainedImpersonation (beta, on by default since 1.36) refuses with "
+                              "'cannot impersonate-on:serviceaccount:get resource', the target asserts the older 'cannot impersonate resource'",
+    "k8s_check_mode": "test assumption not met here: builds a virtualenv (no virtualenv executable) with an older kubernetes release from PyPI",
+    "k8s_validate": "test assumption not met here: builds a virtualenv (no virtualenv executable) with kubernetes-validate from PyPI",
+    # The lab's control plane.
+    "lookup_k8s": "lab config gap: the admin kubeconfig authenticates with a bearer token; setup_kubeconfig (kind-style) reads "
+                  "client-certificate/client-key files from it (stat(None)); needs an admin client certificate in the kubeconfig",
+}
+
+# Targets that need longer than --timeout even when all is well: (seconds, why).
+TARGET_TIMEOUTS = {
+    "k8s_full": (900, "about 100 module runs, 3 to 8 s each on a loaded 2-CPU machine; 300 s stops it half-way"),
 }
 
 
@@ -318,7 +348,8 @@ def main(argv=None):
     parser.add_argument("--skip", default="", help="comma-separated targets to leave out")
     parser.add_argument("--only-node-free", action="store_true", help="leave out the targets that need a node")
     parser.add_argument("--json", metavar="FILE", help="write per-target results and totals to FILE")
-    parser.add_argument("--timeout", type=float, default=300.0, help="seconds per target before it is stopped (default 300)")
+    parser.add_argument("--timeout", type=float, default=300.0,
+                        help="seconds per target before it is stopped (default 300; TARGET_TIMEOUTS raises it for a few)")
     parser.add_argument("--jobs", type=int, default=2, help="targets run at once, each on its own control plane (default 2)")
     parser.add_argument("--min-pass-rate", type=float, default=None,
                         help="fail when tasks passed / tasks run is below this (a fraction, 0.8, or a percentage, 80)")
@@ -379,7 +410,8 @@ def main(argv=None):
     started = time.monotonic()
 
     def one(target):
-        result = run_target(target, targets_dir, collections_path, work, args.timeout, kubeconfig_env=args.kubeconfig_env)
+        timeout = max(args.timeout, TARGET_TIMEOUTS.get(target, (0, ""))[0])
+        result = run_target(target, targets_dir, collections_path, work, timeout, kubeconfig_env=args.kubeconfig_env)
         with lock:
             c = result["counts"]
             print("[%5.0fs] %-28s %-8s ok=%d changed=%d failed=%d ignored=%d (%.0fs)" % (
