@@ -14,6 +14,7 @@ import time
 
 import yaml
 
+from tests.lab import node_exec
 from tests.lab.control_plane import build
 from tests.lab.control_plane.cluster import ControlPlane
 
@@ -71,4 +72,10 @@ class Kubectl:
 
 
 def start_control_plane(state_dir):
-    return ControlPlane(str(state_dir)).start()
+    """A control plane whose node runs exec through the lab's node runtime (pods' volumes mounted)."""
+    return lab_control_plane(str(state_dir)).start()
+
+
+def lab_control_plane(state_dir):
+    state_dir = str(state_dir)
+    return ControlPlane(state_dir, exec_command=node_exec.command(state_dir, os.path.join(state_dir, "kubeconfig")))

@@ -46,7 +46,7 @@ if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
 from tests.lab.control_plane import build  # noqa: E402  pylint: disable=wrong-import-position
-from tests.lab.control_plane.cluster import ControlPlane  # noqa: E402  pylint: disable=wrong-import-position
+from tests.peer.kubectl_harness import lab_control_plane  # noqa: E402  pylint: disable=wrong-import-position
 from tests.peer import fetch_kubernetes_core_targets as fetch  # noqa: E402  pylint: disable=wrong-import-position
 
 # The targets attempted by default, in kubernetes.core's own order of concerns.
@@ -231,7 +231,7 @@ def run_target(target, targets_dir, collections_path, work, timeout, kubeconfig_
     result = {"target": target, "dir": base, "log": log_file, "aliases": read_aliases(targets_dir, target),
               "expected_failure": expected_failure(target), "needs_node": needs_node(target)}
     started = time.monotonic()
-    control_plane = ControlPlane(os.path.join(base, "control-plane"))
+    control_plane = lab_control_plane(os.path.join(base, "control-plane"))
     try:
         control_plane.start()
     except Exception as exc:  # pylint: disable=broad-except

@@ -187,19 +187,17 @@ def test_wait_for_a_service_account_token_secret(kubectl, namespace):
     assert set(data) == {"token", "ca.crt", "namespace"}, data
 
 
-def test_wait_for_deployment_controllers_without_a_node(kubectl, namespace):
+def test_wait_for_deployment_controllers_scheduler_and_node(kubectl, namespace):
     kubectl.ok("create", "deployment", "web", "--image=registry.invalid/peer:1", "--replicas=1", "-n", namespace)
-    # deployment controller -> ReplicaSet; replicaset controller -> Pod; status.replicas counts created pods.
+    # deployment controller -> ReplicaSet; replicaset controller -> Pod; scheduler -> the lab node; node agent -> Ready.
     kubectl.ok("wait", "--for=jsonpath={.status.replicas}=1", "deployment/web", "-n", namespace, "--timeout=60s")
-    kubectl.ok("wait", "--for=condition=Progressing", "deployment/web", "-n", namespace, "--timeout=60s")
     replicasets = kubectl.ok("get", "replicasets", "-n", namespace, "-l", "app=web", "-o", "json").json()["items"]
     assert len(replicasets) == 1 and replicasets[0]["metadata"]["ownerReferences"][0]["name"] == "web"
-    # No node: the scheduler marks the pod unschedulable, nothing makes it Ready.
-    kubectl.ok("wait", "--for=condition=PodScheduled=False", "pod", "-l", "app=web", "-n", namespace, "--timeout=60s")
-    run = kubectl("wait", "--for=condition=Available", "deployment/web", "-n", namespace, "--timeout=3s")
-    assert run.returncode == 1 and "timed out" in run.stderr, run
+    kubectl.ok("wait", "--for=condition=Available", "deployment/web", "-n", namespace, "--timeout=60s")
+    pods = kubectl.ok("get", "pods", "-n", namespace, "-l", "app=web", "-o", "json").json()["items"]
+    assert [p["spec"]["nodeName"] for p in pods] == ["lab-node-1"]
     kubectl.ok("scale", "deployment/web", "--replicas=3", "-n", namespace)
-    kubectl.ok("wait", "--for=jsonpath={.status.replicas}=3", "deployment/web", "-n", namespace, "--timeout=60s")
+    kubectl.ok("wait", "--for=jsonpath={.status.readyReplicas}=3", "deployment/web", "-n", namespace, "--timeout=60s")
 
 
 def test_delete_cascades_through_the_garbage_collector(kubectl, namespace):
@@ -207,6 +205,7 @@ def test_delete_cascades_through_the_garbage_collector(kubectl, namespace):
     kubectl.ok("wait", "--for=jsonpath={.status.replicas}=1", "deployment/doomed", "-n", namespace, "--timeout=60s")
     kubectl.ok("delete", "deployment", "doomed", "-n", namespace, "--cascade=background")
     kubectl.ok("wait", "--for=delete", "replicaset", "-l", "app=doomed", "-n", namespace, "--timeout=60s")
+    kubectl.ok("wait", "--for=delete", "pod", "-l", "app=doomed", "-n", namespace, "--timeout=60s")
     assert kubectl.ok("get", "replicasets,pods", "-n", namespace, "-l", "app=doomed", "-o", "name").stdout == ""
 
 
