@@ -107,7 +107,7 @@ units: all ## Unit tests only (tests/unit)
 # PYTEST_WORKERS=0 runs serially (xdist needs test ids that are the same in every worker).
 pytest: all $(MIN_STAMP) lab-components ## Unit and integration tests in one pytest run (integration needs no setup: it starts the lab)
 	@mkdir -p $(RUN_TMP)
-	TMPDIR=$(RUN_TMP) pytest -n $(PYTEST_WORKERS) --durations=15 tests/unit tests/integration
+	TMPDIR=$(RUN_TMP) pytest -n $(PYTEST_WORKERS) --durations=15 tests/unit tests/integration tests/peer
 
 molecule: all ## Molecule scenarios (extensions/molecule) against the lab
 	@mkdir -p $(RUN_TMP)

@@ -40,3 +40,24 @@ def test_drill(method, tmp_path):
     for log in (tmp_path / 'logs').iterdir():
         assert run.lab.secret_key not in log.read_text(encoding='utf-8'), log.name
     json.loads((tmp_path / 'restore-plan.json').read_text(encoding='utf-8'))
+
+
+def test_drill_on_the_real_control_plane(tmp_path, monkeypatch):
+    """The same drill with kube-apiserver, controller-manager, scheduler and the node agent built from source."""
+    monkeypatch.setenv('LAB_CLUSTER', 'real')
+    story = io.StringIO()
+    run = drill.Drill(tmp_path, 'system_backup', drill.Story(out=story))
+    try:
+        result = run.run()
+        processes = dict(run.lab.cluster._processes)  # pylint: disable=protected-access
+        version = run.lab.cluster.request('/version')[1]['gitVersion']
+    finally:
+        run.stop()
+    assert version.startswith('v1.36.'), version
+    assert set(processes) == {'kine', 'kube-apiserver', 'kube-controller-manager', 'kube-scheduler', 'lab-node-agent'}
+    assert result['restore']['failures'] == [] and len(result['restore']['volumes']) == 3
+    assert sorted(result['claims']) == ['monitoring/metrics', 'shop/data-db-0', 'shop/uploads']
+    assert result['verify']['summary'].startswith('Restore verified') and ' 0 failure(s)' in result['verify']['summary'], result['verify']
+    assert 'baseline test_data rows = 1000' in story.getvalue()
+    # Every component is stopped with the lab.
+    assert all(process.poll() is not None for process in processes.values())
