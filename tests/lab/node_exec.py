@@ -31,6 +31,16 @@ def command(state_dir, kubeconfig):
     return [sys.executable, "-m", "tests.lab.node_exec", "--state-dir", state_dir, "--kubeconfig", kubeconfig]
 
 
+def control_plane(cluster_dir, state_dir=None, **kwargs):
+    """A ControlPlane in ``cluster_dir`` whose node runs exec here, with volume data under ``state_dir``
+    (default: ``cluster_dir``), reading the API as the cluster's admin."""
+    from .control_plane.cluster import ControlPlane
+    cluster_dir = os.path.abspath(cluster_dir)
+    plane = ControlPlane(cluster_dir, **kwargs)
+    plane.exec_command = command(os.path.abspath(state_dir or cluster_dir), plane.kubeconfig)
+    return plane
+
+
 def _context(state_dir, kubeconfig):
     from .api_client import ApiClient
     return LabContext(config=LabConfig(state_dir=state_dir), store=ApiClient.from_kubeconfig(kubeconfig))

@@ -16,7 +16,6 @@ import yaml
 
 from tests.lab import node_exec
 from tests.lab.control_plane import build
-from tests.lab.control_plane.cluster import ControlPlane
 
 KUBERNETES_VERSION = "v1.36.3"
 
@@ -77,5 +76,4 @@ def start_control_plane(state_dir):
 
 
 def lab_control_plane(state_dir):
-    state_dir = str(state_dir)
-    return ControlPlane(state_dir, exec_command=node_exec.command(state_dir, os.path.join(state_dir, "kubeconfig")))
+    return node_exec.control_plane(str(state_dir))

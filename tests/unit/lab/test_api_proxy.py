@@ -13,7 +13,6 @@ import os
 import re
 import ssl
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -23,10 +22,10 @@ import pytest
 import urllib3
 import yaml
 
+from tests.lab import node_exec
 from tests.lab.api_client import ApiClient
 from tests.lab.api_proxy import ApiProxy
 from tests.lab.control_plane import build
-from tests.lab.control_plane.cluster import ControlPlane
 from tests.lab.faults import Faults
 from tests.lab.kube import errors
 
@@ -36,8 +35,7 @@ NAMESPACE = "default"
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     state = str(tmp_path_factory.mktemp("proxy"))
-    plane = ControlPlane(os.path.join(state, "cluster"), exec_command=[
-        sys.executable, "-m", "tests.lab.node_exec", "--state-dir", state, "--kubeconfig", os.path.join(state, "cluster", "kubeconfig")])
+    plane = node_exec.control_plane(os.path.join(state, "cluster"), state_dir=state)
     plane.start()
     yield plane
     plane.stop()

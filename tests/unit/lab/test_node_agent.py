@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 
 import pytest
 
+from tests.lab import node_exec
 from tests.lab.api_client import ApiClient
 from tests.lab.control_plane import build
-from tests.lab.control_plane.cluster import NODE_NAME, ControlPlane
+from tests.lab.control_plane.cluster import NODE_NAME
 
 NAMESPACE = "default"
 
@@ -24,8 +24,7 @@ NAMESPACE = "default"
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     state = str(tmp_path_factory.mktemp("node"))
-    plane = ControlPlane(os.path.join(state, "cluster"), exec_command=[
-        sys.executable, "-m", "tests.lab.node_exec", "--state-dir", state, "--kubeconfig", os.path.join(state, "cluster", "kubeconfig")])
+    plane = node_exec.control_plane(os.path.join(state, "cluster"), state_dir=state)
     plane.start()
     yield plane
     plane.stop()
