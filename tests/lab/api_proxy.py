@@ -80,7 +80,7 @@ def _parse_head(raw):
     headers = {}
     for line in lines[1:]:
         if line:
-            name, _, value = line.partition(":")
+            name, _colon, value = line.partition(":")
             name, value = name.strip().lower(), value.strip()
             headers[name] = headers[name] + ", " + value if name in headers else value
     return start, headers
@@ -312,7 +312,7 @@ class ApiProxy:
                     await client.send(status_response(502, "lab API proxy: upstream failed: %s: %s" % (type(exc).__name__, exc)))
                     self._record(method, target, 502, headers)
                     return
-                (_version, status, *_), response_headers = _parse_head(response_head)
+                (_version, status, *_reason), response_headers = _parse_head(response_head)
                 status = int(status)
                 await client.send(response_head)
                 self._record(method, target, status, headers)
