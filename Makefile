@@ -46,7 +46,7 @@ RUN_TMP := $(CURDIR)/$(BUILD)/tmp/run-$(shell date +%Y%m%d-%H%M%S)-$(shell echo 
 # (measured: 6.5 min instead of 20+ for the whole pytest run).
 PYTEST_WORKERS ?= 4
 
-.PHONY: all help venv collections min-venv lab-components lint sanity units pytest molecule test changelog build ee-context demo clean distclean
+.PHONY: all help venv collections min-venv lab-components peer lint sanity units pytest molecule test changelog build ee-context demo clean distclean
 
 all: $(VENV_STAMP) $(VENDOR_STAMP) $(SELF_LINK) ## Build .venv and vendor the collections (idempotent)
 
@@ -109,6 +109,14 @@ pytest: all $(MIN_STAMP) lab-components ## Unit and integration tests in one pyt
 	@mkdir -p $(RUN_TMP)
 	TMPDIR=$(RUN_TMP) pytest -n $(PYTEST_WORKERS) --durations=15 tests/unit tests/integration tests/peer
 
+# kubernetes.core's own integration targets against the real control plane (tests/peer/README.md).
+# make test runs the quick set; PEER_TARGETS=all runs every target (about 30 minutes on 2 cores).
+PEER_TARGETS ?= ci
+peer: all lab-components ## kubernetes.core's integration targets against the lab's real control plane (PEER_TARGETS=ci|all|a,b)
+	@mkdir -p $(RUN_TMP)
+	TMPDIR=$(RUN_TMP) $(VPY) tests/peer/run_kubernetes_core_targets.py --jobs 2 --timeout 600 \
+		$(if $(filter all,$(PEER_TARGETS)),,--targets $(PEER_TARGETS)) --json $(RUN_TMP)/peer-kubernetes-core.json
+
 molecule: all ## Molecule scenarios (extensions/molecule) against the lab
 	@mkdir -p $(RUN_TMP)
 	TMPDIR=$(RUN_TMP) molecule test --all
@@ -129,7 +137,7 @@ ee-context: all ## Build context for an execution environment in .build/ee/conte
 	cp $(EE_DIR)/homelab-longhorn_dr-$(COLLECTION_VERSION).tar.gz $(EE_DIR)/definition/homelab-longhorn_dr.tar.gz
 	ansible-builder create --file $(EE_DIR)/definition/execution-environment.yml --context $(EE_DIR)/context --output-filename Containerfile
 
-TEST_STEPS := lint sanity pytest molecule
+TEST_STEPS := lint sanity pytest peer molecule
 test: ## Everything CI runs, in order; all steps run (FAIL_FAST=1 stops at the first failure), then a timing summary
 	@start=$$(date +%s); $(MAKE) --no-print-directory all; \
 	failed=""; summary="$$(printf '  %-9s %-7s %4ss' setup passed $$(( $$(date +%s) - start )))\n"; \

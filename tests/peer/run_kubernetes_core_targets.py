@@ -68,28 +68,16 @@ EXCLUDED = {
     "setup_kubeconfig": "helper role (aliases: disabled), run as a dependency of the targets",
 }
 
-# Targets expected to fail here, each with its reason.  A reason starting with NEEDS_NODE marks
-# a target that needs a node (running pods, exec, logs, a Node object): they are to pass once the
-# node agent (tests/lab/node_agent) joins the control plane, and the summary counts them apart.
-NEEDS_NODE = "needs running pods: node agent pending"
+# Targets expected to fail here, each with its reason.  A reason starting with NEEDS_NODE marks a
+# target that meets what the lab's node does not emulate (the node agent runs no containers).
+NEEDS_NODE = "the lab's node runs no containers"
 EXPECTED_FAILURES = {
-    # Need a node (the node agent): pods that run, a Node object, exec/logs/cp.
-    "k8s_info": NEEDS_NODE + " (waits for a pod to be Running)",
-    "k8s_apply": NEEDS_NODE + " (waits for a Deployment to be available)",
-    "k8s_json_patch": NEEDS_NODE + " (creates a pod with wait: yes)",
-    "k8s_json_patch_hide_fields": NEEDS_NODE + " (creates a pod with wait: yes)",
-    "k8s_waiter": NEEDS_NODE + " (waits for pods, DaemonSets, Deployments)",
-    "k8s_taint": NEEDS_NODE + " (taints a Node: there is none)",
-    "k8s_drain": NEEDS_NODE + " (drains a schedulable Node: there is none)",
-    "k8s_exec": NEEDS_NODE + " (exec into a running pod)",
-    "k8s_log": NEEDS_NODE + " (logs of a running Deployment's pod)",
-    "k8s_copy": NEEDS_NODE + " (k8s_cp into running pods)",
-    "k8s_delete": NEEDS_NODE + " (a DaemonSet's pods: none without a Node)",
-    "k8s_gc": NEEDS_NODE + " (waits for a Job's pod to run)",
-    "k8s_generate_name": NEEDS_NODE + " (generateName with wait: yes on a pod)",
-    "k8s_rollback": NEEDS_NODE + " (a Deployment created with wait: yes)",
-    "k8s_scale": NEEDS_NODE + " (a Deployment created with wait: yes)",
-    "k8s_template": NEEDS_NODE + " (pods created with wait: yes)",
+    "k8s_waiter": NEEDS_NODE + ": a pod whose command exits (/bin/false) or whose image does not exist still goes Running",
+    "k8s_log": NEEDS_NODE + ": a pod's logs are empty, the target expects its command's output",
+    "k8s_copy": NEEDS_NODE + ": k8s_cp needs tar and files inside a container image",
+    "k8s_info": "stopped by the per-target timeout in 'Wait for multiple non-existent pods to be created' (600 s on a loaded "
+                "2-CPU machine); cause not found yet",
+    "k8s_apply": "test assumption not met here: 'Install kubernetes version' builds a virtualenv (no virtualenv executable)",
     # Not the lab's doing.
     "k8s_user_impersonation": "upstream v1.36 wording: ConstrainedImpersonation (beta, on by default since 1.36) refuses with "
                               "'cannot impersonate-on:serviceaccount:get resource', the target asserts the older 'cannot impersonate resource'",
@@ -99,6 +87,8 @@ EXPECTED_FAILURES = {
     "lookup_k8s": "lab config gap: the admin kubeconfig authenticates with a bearer token; setup_kubeconfig (kind-style) reads "
                   "client-certificate/client-key files from it (stat(None)); needs an admin client certificate in the kubeconfig",
 }
+# What `make test` runs (the rest: make peer PEER_TARGETS=all): quick targets, node-bound ones among them.
+CI_TARGETS = ("k8s_access_review", "k8s_patched", "k8s_diff", "k8s_crd", "k8s_exec", "k8s_json_patch", "k8s_taint", "k8s_drain")
 
 
 def expected_failure(target):
@@ -339,7 +329,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog="Expected failures:\n" + "\n".join("  %s: %s" % item for item in sorted(EXPECTED_FAILURES.items()))
                                      + "\nExcluded:\n" + "\n".join("  %s: %s" % item for item in sorted(EXCLUDED.items())))
-    parser.add_argument("--targets", help="comma-separated targets (default: %d targets, see DEFAULT_TARGETS)" % len(DEFAULT_TARGETS))
+    parser.add_argument("--targets", help="comma-separated targets, or 'ci' for CI_TARGETS (default: %d targets, see DEFAULT_TARGETS)"
+                        % len(DEFAULT_TARGETS))
     parser.add_argument("--skip", default="", help="comma-separated targets to leave out")
     parser.add_argument("--only-node-free", action="store_true", help="leave out the targets that need a node")
     parser.add_argument("--json", metavar="FILE", help="write per-target results and totals to FILE")
@@ -373,7 +364,10 @@ def main(argv=None):
         print(str(exc), file=sys.stderr)
         return 2
 
-    targets = [t.strip() for t in args.targets.split(",") if t.strip()] if args.targets else list(DEFAULT_TARGETS)
+    if args.targets == "ci":
+        targets = list(CI_TARGETS)
+    else:
+        targets = [t.strip() for t in args.targets.split(",") if t.strip()] if args.targets else list(DEFAULT_TARGETS)
     skip = {t.strip() for t in args.skip.split(",") if t.strip()}
     work = os.path.abspath(args.work_dir) if args.work_dir else tempfile.mkdtemp(prefix="peer-k8s-core-")
     os.makedirs(work, exist_ok=True)
@@ -431,7 +425,7 @@ def main(argv=None):
     print("all targets:        tasks passed %d / %d (%.1f%%), targets clean %d / %d" % (
         all_totals["tasks_passed"], all_totals["tasks_run"], 100 * all_totals["task_pass_rate"],
         all_totals["targets_clean"], all_totals["targets_run"]))
-    print("not needing a node: tasks passed %d / %d (%.1f%%), targets clean %d / %d" % (
+    print("outside what the node does not emulate: tasks passed %d / %d (%.1f%%), targets clean %d / %d" % (
         node_free["tasks_passed"], node_free["tasks_run"], 100 * node_free["task_pass_rate"],
         node_free["targets_clean"], node_free["targets_run"]))
     print("excluded: " + "; ".join("%s (%s)" % item for item in sorted(EXCLUDED.items())))
