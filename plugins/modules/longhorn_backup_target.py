@@ -460,8 +460,21 @@ class BackupTargetManager:
                 "data": bt.encode_secret_data(wanted),
             }
             self.applied["secret_created"] = True
-            self._write(self.k8s.create, "Secret", "v1", body, namespace=self.namespace)
-        elif changed_keys:
+            try:
+                self._write(self.k8s.create, "Secret", "v1", body, namespace=self.namespace)
+                return changed_keys, sorted(current), False
+            except LonghornError as exc:
+                if exc.details.get("status") != 409:
+                    raise
+                # Another run created it between our read and this create: it is not ours to roll
+                # back; take it over as an existing Secret.
+                self.applied["secret_created"] = False
+                secret = self.k8s.get("Secret", "v1", secret_name, namespace=self.namespace)
+                if secret is None:
+                    raise
+                current = bt.decode_secret_data(secret)
+                changed_keys = bt.changed_secret_keys(current, wanted)
+        if changed_keys:
             patch = {"data": bt.encode_secret_data({key: wanted[key] for key in changed_keys})}
             self.applied["secret_keys"] = list(changed_keys)
             self._write(self.k8s.merge_patch, "Secret", "v1", secret_name, patch, namespace=self.namespace)

@@ -595,3 +595,44 @@ def test_legacy_settings_are_rolled_back():
     assert access.objects[("Setting", "backup-target-credential-secret")]["value"] == "creds"
     assert access.objects[("Secret", "creds")]["data"] == objects[("Secret", "creds")]["data"]
     assert "Setting backup-target" in str(caught.value)
+
+
+class RacedAccess(FakeAccess):
+    """Another run creates the Secret between this run's read and its create (the API answers 409)."""
+
+    def __init__(self, objects, other_values, **kwargs):
+        super().__init__(objects, **kwargs)
+        self.other_values = other_values
+
+    def create(self, kind, _api_version, body, namespace=None):
+        if kind == "Secret" and (kind, body["metadata"]["name"]) not in self.objects:
+            self.objects[(kind, body["metadata"]["name"])] = {"metadata": {"name": body["metadata"]["name"]},
+                                                              "data": bt.encode_secret_data(self.other_values)}
+            self.writes.append(("create-refused", kind, body["metadata"]["name"], None, self.check_mode))
+            raise LonghornError('Failed to create Secret %s: secrets "%s" already exists' % ((body["metadata"]["name"],) * 2), status=409)
+        return super().create(kind, _api_version, body, namespace=namespace)
+
+
+def test_a_secret_created_by_a_concurrent_run_is_taken_over_not_a_failure():
+    other = {"AWS_ACCESS_KEY_ID": "AKIA123", "AWS_SECRET_ACCESS_KEY": "other-value", "AWS_ENDPOINTS": "http://minio:9000"}
+    access = RacedAccess(cluster(), other, on_wait=synced)
+    result = run(access, FakeModule(**creds()))
+    assert result["changed"] is True
+    # Only the key that differs is patched; the Secret is not ours to roll back or delete.
+    assert [w[:3] for w in access.writes][:2] == [("create-refused", "Secret", "creds"), ("patch", "Secret", "creds")]
+    assert access.writes[1][3] == {"data": bt.encode_secret_data({"AWS_SECRET_ACCESS_KEY": "s3cr3t-value"})}
+    secret = access.objects[("Secret", "creds")]
+    assert base64.b64decode(secret["data"]["AWS_SECRET_ACCESS_KEY"]).decode() == "s3cr3t-value"
+    assert "delete" not in [w[0] for w in access.writes]
+    assert "s3cr3t-value" not in json.dumps(result) and "other-value" not in json.dumps(result)
+
+
+def test_other_create_failures_still_fail():
+    access = RacedAccess(cluster(), {}, on_wait=synced)
+
+    def refused(kind, _api_version, body, namespace=None):
+        raise LonghornError("Failed to create Secret creds: forbidden", status=403)
+
+    access.create = refused
+    with pytest.raises(LonghornError, match="forbidden"):
+        run(access, FakeModule(**creds()))
