@@ -9,12 +9,12 @@ from __future__ import annotations
 import os
 import pathlib
 import re
-import shutil
 import subprocess
 
 import pytest
 import yaml
 
+from tests.lab.control_plane import build
 from tests.lab.kube import tables
 from tests.lab.kube.resources import Registry
 from tests.lab.longhorn import load_manifest
@@ -84,12 +84,10 @@ def test_table_over_http_for_pods_and_custom_resources(api):
     assert plain["kind"] == "PodList"
 
 
-# ---- the machine's kubectl -----------------------------------------------------------------------------
+# ---- kubectl (the project's own build, v1.36.3: make lab-components) --------------------------------------
 @pytest.fixture
 def kubectl(tmp_path):
-    binary = shutil.which("kubectl")
-    if binary is None:
-        pytest.skip("kubectl is not installed on this machine")
+    binary = build.binary("kubectl")
     env = make_env(tmp_path / "lab", tls=True)
     env.store.create("namespaces", {"metadata": {"name": "longhorn-system"}})
     for document in load_manifest(str(LONGHORN_CRDS)):

@@ -96,7 +96,8 @@ def test_sqlite_through_python3_in_the_pod(ctx):
     assert os.path.getsize(os.path.join(ctx.volume_data_dir("vol-data"), "app.db")) > 0
 
 
-@pytest.mark.skipif(shutil.which("sqlite3") is None, reason="the sqlite3 CLI is not installed on this machine")
+@pytest.mark.skipif(shutil.which("sqlite3") is None, reason="optional host tool: the sqlite3 CLI (Debian package sqlite3) is not installed; "
+                    "test_sqlite_through_python3_in_the_pod covers the same path with the lab's own python3")
 def test_sqlite3_cli_in_the_pod(ctx):
     pod = _pod(ctx, [{"name": "data", "mountPath": "/srv/app"}])
     pods.run_in_pod(ctx, pod, "app", ["sqlite3", "/srv/app/app.db", "create table t (n int); insert into t values (1), (2);"])
