@@ -30,7 +30,7 @@ class LabConfig:
     s3_port: int = 0
     # "real": kube-apiserver, controller-manager, scheduler and the node agent built from source
     # (tests/lab/control_plane); "home-made": the in-process API server being retired (issue 11).
-    cluster: str = field(default_factory=lambda: os.environ.get("LAB_CLUSTER", "home-made"))
+    cluster: str = field(default_factory=lambda: os.environ.get("LAB_CLUSTER", "real"))
 
     @property
     def longhorn_minor(self):

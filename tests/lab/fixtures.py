@@ -17,7 +17,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from .lab import Lab
+from .context import LabConfig
+from .lab import Lab, prepare_template
 
 REAL_TARGET_ENV = {
     "kubeconfig": "LONGHORN_DR_TARGET_KUBECONFIG",
@@ -56,26 +57,44 @@ def real_target_from_env(environ=None):
     return RealTarget(region=environ.get("LONGHORN_DR_TARGET_REGION", "us-east-1"), **values)
 
 
+@pytest.fixture(scope="session")
+def lab_template(tmp_path_factory):
+    """``lab_template(**options)``: the state directory of a stopped lab to seed a new one from.
+
+    A real control plane bootstraps Kubernetes and installs Longhorn in about 20 s; a lab seeded
+    with a copy of that datastore starts in about 4 s. Built once per set of options and per
+    pytest process (each xdist worker has its own). None on the home-made API server.
+    """
+    root = tmp_path_factory.getbasetemp() / "lab-templates"
+
+    def _template(**options):
+        if LabConfig(state_dir="", **options).cluster != "real":
+            return None
+        return prepare_template(str(root), **options)
+
+    return _template
+
+
 @pytest.fixture
-def lab(tmp_path):
-    with Lab(str(tmp_path / "lab")) as running:
+def lab(tmp_path, lab_template):
+    with Lab(str(tmp_path / "lab"), template=lab_template()) as running:
         running.is_lab = True
         yield running
 
 
 @pytest.fixture(scope="session")
-def lab_session(tmp_path_factory):
-    with Lab(str(tmp_path_factory.mktemp("lab-session"))) as running:
+def lab_session(tmp_path_factory, lab_template):
+    with Lab(str(tmp_path_factory.mktemp("lab-session")), template=lab_template()) as running:
         running.is_lab = True
         yield running
 
 
 @pytest.fixture
-def lab_factory(tmp_path):
+def lab_factory(tmp_path, lab_template):
     started = []
 
     def _start(**options):
-        running = Lab(str(tmp_path / ("lab-%d" % len(started))), **options).start()
+        running = Lab(str(tmp_path / ("lab-%d" % len(started))), template=lab_template(**options), **options).start()
         running.is_lab = True
         started.append(running)
         return running

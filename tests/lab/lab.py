@@ -13,6 +13,8 @@ and Longhorn comes back freshly installed.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import logging
 import os
@@ -64,11 +66,13 @@ def _import(name):
 
 
 class Lab:
-    def __init__(self, state_dir=None, config=None, **overrides):
+    def __init__(self, state_dir=None, config=None, template=None, **overrides):
         if config is None:
             state_dir = state_dir or tempfile.mkdtemp(prefix="longhorn-dr-lab-")
             config = LabConfig(state_dir=os.path.abspath(state_dir), **overrides)
         self.config = config
+        # A stopped lab's state directory (see prepare_template) whose datastore seeds this lab's.
+        self.template = template
         self.store = None
         self.s3 = None
         self.api = None
@@ -133,6 +137,8 @@ class Lab:
                            port=self.config.s3_port)
         self.s3.start()
         cluster_dir = self.config.path("cluster")
+        if self.template and not os.path.exists(os.path.join(cluster_dir, "db")):
+            shutil.copytree(os.path.join(self.template, "cluster"), cluster_dir, ignore=shutil.ignore_patterns("logs", "audit.log"))
         self.cluster = ControlPlane(cluster_dir, api_port=self.config.api_port)
         # The node's runtime reads pods, claims and volumes as Longhorn's service account, as the
         # emulator does: only the collection (and tests) use the admin user the audit log follows.
@@ -226,8 +232,12 @@ class Lab:
             configurations = self.admission.configurations(handle.read())
         for body in configurations:
             plural = body["kind"].lower() + "s"
-            if self._admin.try_get(plural, "", body["metadata"]["name"]) is None:
+            current = self._admin.try_get(plural, "", body["metadata"]["name"])
+            if current is None:
                 self._admin.create(plural, body)
+            elif [w.get("clientConfig") for w in current.get("webhooks") or []] != [w["clientConfig"] for w in body["webhooks"]]:
+                # A datastore from an earlier start names the admission server's earlier port.
+                self._admin.modify(plural, "", body["metadata"]["name"], lambda obj, new=body: obj.update(webhooks=new["webhooks"]))
         self._install()
 
     def _install(self):
@@ -354,6 +364,8 @@ class Lab:
         with self._lock:
             self.store.stop()
             self.cluster.wipe()
+            if self.template:
+                shutil.copytree(os.path.join(self.template, "cluster", "db"), self.config.path("cluster", "db"))
             for sub in ("volumes", "snapshots", "pods"):
                 shutil.rmtree(self.config.path(sub), ignore_errors=True)
             self.cluster.start()
@@ -402,3 +414,19 @@ class Lab:
     def clear_faults(self):
         self.faults.clear()
         self.s3.faults.clear()
+
+
+def prepare_template(root, **options):
+    """A stopped real-cluster lab with ``options`` under ``root``, started once: its datastore
+    (Kubernetes bootstrapped, Longhorn installed) seeds ``Lab(template=...)``, which then starts
+    in seconds. One per set of options, since they shape what Longhorn installs."""
+    config = LabConfig(state_dir="", **options)
+    shaping = {k: v for k, v in dataclasses.asdict(config).items() if k not in ("state_dir", "api_port", "s3_port")}
+    path = os.path.join(root, hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:12])
+    ready = os.path.join(path, "template-ready")
+    if not os.path.exists(ready):
+        shutil.rmtree(path, ignore_errors=True)
+        Lab(path, **options).start().stop()
+        with open(ready, "w", encoding="utf-8") as handle:
+            json.dump(shaping, handle, sort_keys=True)
+    return path
