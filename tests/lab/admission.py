@@ -92,7 +92,7 @@ def _refusal(error, webhook):
 
 def review(chain, registry, body, mutating):
     """Answer one AdmissionReview (a dict) with the AdmissionReview response (a dict)."""
-    from .kube import errors   # the lab's ApiError family: what callbacks raise to refuse
+    from . import api_errors as errors   # the lab's ApiError family: what callbacks raise to refuse
     request = body.get("request") or {}
     resource = request.get("resource") or {}
     rtype = registry.by_plural(resource.get("resource", ""), resource.get("group", ""))

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import urllib3
 
-from .kube import errors
+from . import api_errors as errors
 
 LOG = logging.getLogger("lab.api_client")
 _PATCH_TYPES = {

@@ -170,7 +170,7 @@ class Lab:
     def _start_api_proxy(self):
         """The collection's way in: a proxy that can inject API faults and logs each request it relays."""
         from .api_proxy import ApiProxy
-        from .kube.audit import AuditLog
+        from .audit import AuditLog
         import yaml
         pki = self.cluster.pki
         self._audit = AuditLog(self.audit_log)
@@ -376,7 +376,7 @@ class Lab:
             self.manager.resync()
 
     def audit_entries(self):
-        from .kube.audit import read_audit
+        from .audit import read_audit
         if not os.path.exists(self.audit_log):
             return []
         return read_audit(self.audit_log)

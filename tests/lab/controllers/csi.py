@@ -24,7 +24,7 @@ import threading
 import time
 
 from ..context import LONGHORN_NAMESPACE
-from ..kube import errors
+from .. import api_errors as errors
 from ..longhorn import attachments
 from . import pv as pvlib
 from .runtime import Controller

@@ -22,7 +22,7 @@ import re
 import threading
 import weakref
 
-from ..kube import errors
+from .. import api_errors as errors
 from ..kube.selectors import match_labels, selector_from_match_labels
 from .runtime import Controller
 

@@ -15,7 +15,7 @@ import logging
 import threading
 import time
 
-from ..kube import errors
+from .. import api_errors as errors
 
 LOG = logging.getLogger("lab.controllers")
 

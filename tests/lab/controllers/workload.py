@@ -29,7 +29,7 @@ import re
 import shutil
 import threading
 
-from ..kube import errors
+from .. import api_errors as errors
 from ..longhorn import attachments
 from . import csi
 from . import pv as pvlib

@@ -22,7 +22,7 @@ import threading
 
 from kubernetes.utils import parse_quantity
 
-from . import errors
+from .. import api_errors as errors
 from .selectors import match_labels, selector_from_match_labels
 from .store import now_rfc3339
 

@@ -25,7 +25,7 @@ import os
 from aiohttp import WSMsgType, web
 
 from .. import pods
-from . import errors
+from .. import api_errors as errors
 
 V5 = "v5.channel.k8s.io"
 V4 = "v4.channel.k8s.io"

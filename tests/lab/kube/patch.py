@@ -32,7 +32,7 @@ import json
 import jsonpatch
 import jsonpointer
 
-from . import errors
+from .. import api_errors as errors
 
 MERGE_PATCH = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"

@@ -27,7 +27,7 @@ import ipaddress
 import json
 import re
 
-from . import errors
+from .. import api_errors as errors
 
 # ObjectMeta fields a custom resource keeps; anything else under metadata is dropped on decode.
 OBJECT_META_FIELDS = frozenset((

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from .errors import BadRequest
+from ..api_errors import BadRequest
 
 _SET_RE = re.compile(r"^\s*(!?)([A-Za-z0-9./_-]+)\s*(?:(in|notin)\s*\(([^)]*)\))?\s*$")
 _EQ_RE = re.compile(r"^\s*([A-Za-z0-9./_-]+)\s*(==|=|!=)\s*([A-Za-z0-9./_-]*)\s*$")

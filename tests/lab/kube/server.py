@@ -37,8 +37,9 @@ from concurrent.futures import ThreadPoolExecutor
 import yaml
 from aiohttp import web
 
-from . import errors, patch, schema
-from .audit import AuditLog
+from .. import api_errors as errors
+from . import patch, schema
+from ..audit import AuditLog
 from .kubeconfig import lab_certificates, write_kubeconfig
 from .selectors import parse_field_selector
 from .store import now_rfc3339

@@ -25,7 +25,7 @@ import uuid
 from dataclasses import dataclass
 
 from ..admission import AdmissionRequest
-from . import errors
+from .. import api_errors as errors
 from .selectors import match_fields, match_labels, parse_field_selector, parse_label_selector
 
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")

@@ -13,7 +13,7 @@ fine", §1.5 restore step 2, §1.6).
 
 from __future__ import annotations
 
-from ..kube import errors
+from .. import api_errors as errors
 from ..context import LONGHORN_NAMESPACE
 
 VOLUME_ATTACHMENTS = ("longhorn.io", "volumeattachments")

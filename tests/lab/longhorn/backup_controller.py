@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from ..context import LONGHORN_NAMESPACE
 from ..controllers.runtime import Controller
-from ..kube import errors
+from .. import api_errors as errors
 from . import attachments, common, snapshots, volumedata
 from . import settings as lh_settings
 from .attachments import LAB_NODE

@@ -16,7 +16,7 @@ import time
 import weakref
 
 from ..controllers.runtime import Controller
-from ..kube import errors
+from .. import api_errors as errors
 from . import common
 from .attachments import LAB_NODE
 from .common import LOG

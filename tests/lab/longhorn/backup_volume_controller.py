@@ -13,7 +13,7 @@ import datetime
 
 from ..context import LONGHORN_NAMESPACE
 from ..controllers.runtime import Controller
-from ..kube import errors
+from .. import api_errors as errors
 from . import common
 from . import settings as lh_settings
 from .attachments import LAB_NODE

@@ -12,7 +12,7 @@ import re
 import threading
 
 from ..context import LONGHORN_NAMESPACE
-from ..kube import errors
+from .. import api_errors as errors
 
 LOG = logging.getLogger("lab.longhorn")
 GROUP = "longhorn.io"

@@ -17,8 +17,8 @@ import time
 import yaml
 
 from ..context import LONGHORN_NAMESPACE
-from ..kube import errors
-from ..kube.store import now_rfc3339
+from .. import api_errors as errors
+from .common import rfc3339
 from . import settings as lh_settings
 from .attachments import LAB_NODE
 from .targets import DEFAULT_BACKUP_TARGET, DEFAULT_POLL_INTERVAL
@@ -56,7 +56,7 @@ def load_crds():
 def condition(ctype, status, reason="", message="", when=None):
     """A Longhorn Condition (ref §1 "The Condition type"); lastProbeTime is unused by Longhorn."""
     return {"type": ctype, "status": status, "reason": reason, "message": message,
-            "lastProbeTime": "", "lastTransitionTime": when or now_rfc3339()}
+            "lastProbeTime": "", "lastTransitionTime": when or rfc3339()}
 
 
 def _ensure(store, rtype, obj, status=None):
@@ -148,7 +148,7 @@ def _install_storage_class(ctx):
 def _install_nodes(ctx):
     store = ctx.store
     version = ctx.config.longhorn_version
-    now = now_rfc3339()
+    now = rfc3339()
     _ensure(store, "nodes", {
         "metadata": {"name": LAB_NODE, "labels": {
             "kubernetes.io/hostname": LAB_NODE, "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64",

@@ -17,7 +17,7 @@ import yaml
 
 from ..context import LONGHORN_NAMESPACE
 from ..controllers.runtime import Controller
-from ..kube import errors
+from .. import api_errors as errors
 from . import common
 from . import settings as lh_settings
 from .targets import DEFAULT_BACKUP_TARGET

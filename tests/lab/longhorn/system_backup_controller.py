@@ -27,7 +27,7 @@ import yaml
 
 from ..context import LONGHORN_NAMESPACE
 from ..controllers.runtime import Controller
-from ..kube import errors
+from .. import api_errors as errors
 from . import settings as lh_settings
 from . import snapshots as lh_snapshots
 from .attachments import LAB_NODE

@@ -24,7 +24,7 @@ import yaml
 
 from ..context import LONGHORN_NAMESPACE
 from ..controllers.runtime import Controller
-from ..kube import errors
+from .. import api_errors as errors
 from . import settings as lh_settings
 from .attachments import LAB_NODE
 from .system_backup_controller import describe

@@ -32,7 +32,7 @@ import time
 
 from ..context import LONGHORN_NAMESPACE
 from ..controllers.runtime import Controller
-from ..kube import errors
+from .. import api_errors as errors
 from . import attachments
 from . import settings as lh_settings
 

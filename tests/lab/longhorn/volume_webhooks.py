@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 
 from ..context import LONGHORN_NAMESPACE
-from ..kube import errors
+from .. import api_errors as errors
 from . import settings as lh_settings
 
 VOLUMES = ("longhorn.io", "volumes")

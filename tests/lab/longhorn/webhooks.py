@@ -22,7 +22,7 @@ import re
 import urllib.parse
 
 from ..context import LONGHORN_NAMESPACE
-from ..kube import errors
+from .. import api_errors as errors
 from . import settings as lh_settings
 from . import targets as lh_targets
 

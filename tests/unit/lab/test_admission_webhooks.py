@@ -13,7 +13,7 @@ import pytest
 
 from tests.lab.admission import AdmissionChain, AdmissionServer, _json_patch
 from tests.lab.control_plane.cluster import ControlPlane
-from tests.lab.kube import errors
+from tests.lab import api_errors as errors
 
 GADGETS = {
     "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",

@@ -10,7 +10,7 @@ import base64
 import json
 import threading
 
-from tests.lab.kube.audit import MASK, AuditLog, mask_body, read_audit
+from tests.lab.audit import MASK, AuditLog, mask_body, read_audit
 
 from .test_api_support import api, configmap  # noqa: F401 pylint: disable=unused-import
 

@@ -23,7 +23,7 @@ from kubernetes.dynamic import DynamicClient
 from tests.lab.context import LabConfig, LabContext
 from tests.lab.faults import Faults
 from tests.lab.kube import builtin_validation, schema
-from tests.lab.kube.audit import read_audit
+from tests.lab.audit import read_audit
 from tests.lab.kube.resources import Registry
 from tests.lab.kube.server import ApiServer
 from tests.lab.kube.store import Store

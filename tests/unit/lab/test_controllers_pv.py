@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from tests.lab.controllers import pv as pvlib
-from tests.lab.kube import errors
+from tests.lab import api_errors as errors
 
 from .k8s_env import LONGHORN_STORAGE_CLASS, KubeEnv, longhorn_volume, pvc, static_pv
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.lab.kube import errors
+from tests.lab import api_errors as errors
 from tests.lab.longhorn import volumedata
 from tests.lab.longhorn.backupstore import encode_backup_url
 from tests.unit.lab.test_longhorn_volume_harness import (  # noqa: F401 pylint: disable=unused-import
