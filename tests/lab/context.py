@@ -28,9 +28,11 @@ class LabConfig:
     step_delay: float = 0.05
     api_port: int = 0
     s3_port: int = 0
-    # "real": kube-apiserver, controller-manager, scheduler and the node agent built from source
-    # (tests/lab/control_plane); "home-made": the in-process API server being retired (issue 11).
-    cluster: str = field(default_factory=lambda: os.environ.get("LAB_CLUSTER", "real"))
+
+    @property
+    def cluster(self):
+        # Transitional: tests/lab/fixtures.py still asks which cluster a lab runs on; the real one is the only one.
+        return "real"
 
     @property
     def longhorn_minor(self):

@@ -2,7 +2,7 @@
 # Copyright: (c) 2026, homelab.longhorn_dr contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The lab: S3 + Kubernetes API + controllers + Longhorn emulator in one process.
+"""The lab: S3, a real Kubernetes control plane and the Longhorn emulator.
 
 ``Lab(state_dir).start()`` brings everything up on loopback with random ports and
 writes ``lab.json`` (kubeconfig path, S3 endpoint, bucket, credentials) into the
@@ -27,18 +27,16 @@ import urllib.parse
 from .context import LONGHORN_NAMESPACE, LabConfig, LabContext
 from .controllers.runtime import ControllerManager
 from .faults import Faults
-from .kube.resources import Registry
-from .kube.store import Store
 
 LOG = logging.getLogger("lab")
 
 LAB_INFO_FILE = "lab.json"
 
 # Controller modules, in the order their controllers are added. Each exposes CONTROLLERS.
+# kube-controller-manager binds volumes and runs workloads; the lab plays only Longhorn's
+# part (its CSI provisioner and attacher among it).
 CONTROLLER_MODULES = (
-    "tests.lab.controllers.pv",
     "tests.lab.controllers.csi",
-    "tests.lab.controllers.workload",
     "tests.lab.longhorn.settings_controller",
     "tests.lab.longhorn.backup_target_controller",
     "tests.lab.longhorn.backup_volume_controller",
@@ -48,10 +46,6 @@ CONTROLLER_MODULES = (
     "tests.lab.longhorn.system_backup_controller",
     "tests.lab.longhorn.system_restore_controller",
 )
-# On the real control plane kube-controller-manager binds volumes and runs workloads; the lab
-# plays only Longhorn's part (its CSI provisioner and attacher among it).
-REAL_CLUSTER_CONTROLLER_MODULES = tuple(m for m in CONTROLLER_MODULES if m not in (
-    "tests.lab.controllers.pv", "tests.lab.controllers.workload"))
 # Admission modules: each exposes register(chain, ctx), like Longhorn's webhook server.
 WEBHOOK_MODULES = (
     "tests.lab.longhorn.webhooks",
@@ -75,7 +69,6 @@ class Lab:
         self.template = template
         self.store = None
         self.s3 = None
-        self.api = None
         self.cluster = None
         self.admission = None
         self.proxy = None
@@ -87,45 +80,7 @@ class Lab:
         self.started = False
 
     # ---- lifecycle --------------------------------------------------------
-    @property
-    def real_cluster(self):
-        return self.config.cluster == "real"
-
     def start(self):
-        if self.real_cluster:
-            return self._start_real_cluster()
-        from .kube import builtin_validation, schema
-        from .kube.server import ApiServer
-        from .s3 import S3Server
-
-        os.makedirs(self.config.state_dir, exist_ok=True)
-        self.s3 = S3Server(bucket=self.config.bucket, region=self.config.region, object_lock=self.config.object_lock,
-                           port=self.config.s3_port)
-        self.s3.start()
-        self.store = Store(Registry())
-        self.ctx = LabContext(config=self.config, store=self.store, s3=self.s3, faults=self.faults)
-        # Kubernetes order: prune/default on decode, mutating webhooks, schema validation, validating webhooks.
-        self.store.add_mutator(schema.schema_mutator)
-        self.store.add_validator(schema.schema_validator)
-        builtin_validation.register(self.store)
-        for name in WEBHOOK_MODULES:
-            _import(name).register(self.store, self.ctx)
-        # TLS as on k3s: kubectl sends the bearer token only over https.
-        self.api = ApiServer(self.ctx, port=self.config.api_port, audit_path=self.audit_log, tls=True)
-        self.api.start()
-        self.token = self.api.token
-        self.api.write_kubeconfig(self.kubeconfig)
-        self._install()
-        self.manager = ControllerManager(self.store)
-        for name in CONTROLLER_MODULES:
-            for controller_class in _import(name).CONTROLLERS:
-                self.manager.add(controller_class(self.ctx))
-        self.manager.start()
-        self.started = True
-        self.write_info()
-        return self
-
-    def _start_real_cluster(self):
         from . import node_exec
         from .admission import AdmissionChain, AdmissionServer
         from .api_client import ApiClient
@@ -155,11 +110,10 @@ class Lab:
         self.admission = AdmissionServer(chain, self.store.registry, self.cluster.pki.path("webhook-serving.crt"),
                                          self.cluster.pki.path("webhook-serving.key")).start()
         self._start_api_proxy()
-        self._install_real_cluster()
+        self._install()
         self.manager = ControllerManager(self.store)
-        for name in REAL_CLUSTER_CONTROLLER_MODULES:
-            module = _import(name)
-            for controller_class in getattr(module, "REAL_CLUSTER_CONTROLLERS", module.CONTROLLERS):
+        for name in CONTROLLER_MODULES:
+            for controller_class in _import(name).CONTROLLERS:
                 self.manager.add(controller_class(self.ctx))
         self._start_informers()
         self.manager.start()
@@ -226,7 +180,7 @@ class Lab:
             time.sleep(0.1)
         raise RuntimeError("the Longhorn service account was not granted its role within 30 s")
 
-    def _install_real_cluster(self):
+    def _install(self):
         """Longhorn's webhook configurations first (its CRs are admitted by them), then Longhorn itself."""
         with open(self.cluster.pki.ca_cert, encoding="utf-8") as handle:
             configurations = self.admission.configurations(handle.read())
@@ -238,9 +192,6 @@ class Lab:
             elif [w.get("clientConfig") for w in current.get("webhooks") or []] != [w["clientConfig"] for w in body["webhooks"]]:
                 # A datastore from an earlier start names the admission server's earlier port.
                 self._admin.modify(plural, "", body["metadata"]["name"], lambda obj, new=body: obj.update(webhooks=new["webhooks"]))
-        self._install()
-
-    def _install(self):
         from .longhorn.install import install_longhorn
         install_longhorn(self.ctx)
         # A namespace for apps, as every cluster has.
@@ -250,16 +201,14 @@ class Lab:
     def stop(self):
         if self.manager is not None:
             self.manager.stop()
-        if self.api is not None:
-            self.api.stop()
-        if getattr(self, "admission", None) is not None:
+        if self.admission is not None:
             self.admission.stop()
-        if getattr(self, "proxy", None) is not None:
+        if self.proxy is not None:
             self.proxy.stop()
             self._audit.close()
-        if self.real_cluster and self.store is not None:
+        if self.store is not None:
             self.store.stop()
-        if getattr(self, "cluster", None) is not None:
+        if self.cluster is not None:
             self.cluster.stop()
         if self.s3 is not None:
             self.s3.stop()
@@ -309,7 +258,7 @@ class Lab:
 
     @property
     def api_server(self):
-        return self.proxy.url if self.real_cluster else self.api.url
+        return self.proxy.url
 
     @property
     def backup_target_url(self):
@@ -349,18 +298,8 @@ class Lab:
         return self.manager.wait_idle(timeout=timeout)
 
     def wipe_cluster(self):
-        """Delete every Kubernetes object and all node-local volume data; the bucket survives."""
-        if self.real_cluster:
-            return self._wipe_real_cluster()
-        with self._lock:
-            self.store.wipe()
-            for sub in ("volumes", "snapshots"):
-                shutil.rmtree(self.config.path(sub), ignore_errors=True)
-            self._install()
-            self.manager.resync()
-
-    def _wipe_real_cluster(self):
-        """``make k3s-teardown && make k3s``: the datastore and node data go, then Longhorn is installed again."""
+        """``make k3s-teardown && make k3s``: every Kubernetes object (the datastore) and all node-local
+        volume data go, the bucket survives, then Longhorn is installed again."""
         with self._lock:
             self.store.stop()
             self.cluster.wipe()
@@ -371,7 +310,7 @@ class Lab:
             self.cluster.start()
             self._grant_longhorn_service_account()
             self.store.registry.refresh()
-            self._install_real_cluster()
+            self._install()
             self._start_informers()
             self.manager.resync()
 
@@ -417,7 +356,7 @@ class Lab:
 
 
 def prepare_template(root, **options):
-    """A stopped real-cluster lab with ``options`` under ``root``, started once: its datastore
+    """A stopped lab with ``options`` under ``root``, started once: its datastore
     (Kubernetes bootstrapped, Longhorn installed) seeds ``Lab(template=...)``, which then starts
     in seconds. One per set of options, since they shape what Longhorn installs."""
     config = LabConfig(state_dir="", **options)
