@@ -2,12 +2,11 @@
 # Copyright: (c) 2026, homelab.longhorn_dr contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The lab's Kubernetes client: the ``Store`` interface over HTTPS to a real API server.
+"""The lab's Kubernetes client: what controllers and tests call the store, over HTTPS.
 
-Controllers and tests written against ``tests.lab.kube.store.Store`` switch to a real
-control plane by swapping the object: same method names, arguments and return shapes,
-the same exception classes (built from the server's ``Status``), plus informers that
-feed ``add_listener`` callbacks from list+watch instead of from inside the store.
+``get``/``list``/``create``/``modify``/``delete`` on plain dicts, errors raised as the lab's
+``api_errors`` classes (built from the server's ``Status``), and informers that feed
+``add_listener`` callbacks from list+watch.
 """
 
 from __future__ import annotations
@@ -287,7 +286,7 @@ class ApiClient:
 
     @staticmethod
     def _typed(rtype, obj):
-        # List items come without apiVersion/kind; Store items have them.
+        # List items come without apiVersion/kind; callers expect every object to carry them.
         obj.setdefault("apiVersion", rtype.api_version)
         obj.setdefault("kind", rtype.kind)
         return obj
@@ -319,7 +318,7 @@ class ApiClient:
 
     # ---- writes ---------------------------------------------------------------
     def create(self, rtype, obj, *, namespace=None, dry_run=False, user="lab"):
-        """``user`` is accepted for Store compatibility and ignored: the token decides who writes."""
+        """``user`` (the writer callers would be on Kubernetes) is ignored: the token decides who writes."""
         rtype = self._resolve(rtype)
         body = self._typed(rtype, copy.deepcopy(obj))
         namespace = namespace or body.get("metadata", {}).get("namespace")
@@ -341,7 +340,7 @@ class ApiClient:
         """GET, ``mutate(copy)`` (returns the new object or None for in place), PUT; re-read and retry on 409.
 
         ``mutate`` may run several times.  A resourceVersion set by ``mutate`` itself is the caller's
-        own precondition: a mismatch raises Conflict at once, as Store.modify does.
+        own precondition: a mismatch raises Conflict at once.
         """
         rtype = self._resolve(rtype)
         for attempt in range(attempts):

@@ -6,7 +6,7 @@
 
 The real kube-apiserver cannot inject faults, so the kubeconfig the collection gets points
 here.  Each request is checked against ``Faults.api_fault_for``: a match is answered with a
-``metav1.Status`` (or held, then dropped) as the old lab server did; everything else is relayed
+``metav1.Status`` (or held, then dropped); everything else is relayed
 byte for byte over HTTP/1.1.  Relaying bytes rather than re-issuing requests keeps headers,
 bodies and chunked framing unchanged, so watch events stream through as they come and
 upgraded connections (``kubectl exec``: websocket or SPDY) are just two byte pumps.
@@ -29,7 +29,7 @@ LOG = logging.getLogger("lab.api_proxy")
 _CHUNK = 65536
 _MAX_HEAD = 1024 * 1024
 _MAX_BODY = 16 * 1024 * 1024
-# The Status reasons and messages the old lab API server answered injected faults with.
+# The Status reason and message an injected fault answers with, per HTTP code.
 FAULT_REASONS = {
     400: ("BadRequest", "the server rejected our request for an unknown reason"),
     401: ("Unauthorized", "Unauthorized"),
@@ -50,7 +50,7 @@ _PHRASES = {101: "Switching Protocols", 400: "Bad Request", 401: "Unauthorized",
 
 
 def fault_exempt(path):
-    """Health, version, discovery and OpenAPI: the old server never faulted them (clients discover before every call)."""
+    """Health, version, discovery and OpenAPI are never faulted: clients discover before every call."""
     parts = path.strip("/").split("/")
     if parts[0] in ("version", "healthz", "readyz", "livez", "openapi", ".well-known"):
         return True

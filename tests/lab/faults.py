@@ -2,7 +2,7 @@
 # Copyright: (c) 2026, homelab.longhorn_dr contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Fault injection shared by the API server and the Longhorn emulator.
+"""Fault injection shared by the API proxy and the Longhorn emulator.
 
 S3 faults live on the S3 server itself (``S3Server.faults``); bucket damage
 (corrupt or missing blocks) is done by the lab on the stored objects.

@@ -9,14 +9,13 @@
   and a PV of the same name, pre-bound to the claim (ref §5.1 for the PV shape);
 - deleter (csi-provisioner + DeleteVolume): a Released PV of this driver with policy Delete is
   deleted together with its Longhorn volume;
-- attacher (attach/detach controller + csi-attacher + ControllerPublishVolume): every node with
-  a running pod that uses a Longhorn PV holds a ``csi-attacher`` ticket on the volume's
-  VolumeAttachment, mirrored by a ``storage.k8s.io`` VolumeAttachment of the same name.
+- attacher (csi-attacher + ControllerPublishVolume): each ``storage.k8s.io`` VolumeAttachment
+  kube-controller-manager's attach/detach controller makes for a Longhorn PV becomes a
+  ``csi-attacher`` ticket of the same name on the volume's Longhorn VolumeAttachment.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 import random
@@ -26,15 +25,14 @@ import time
 from ..context import LONGHORN_NAMESPACE
 from .. import api_errors as errors
 from ..longhorn import attachments
-from . import pv as pvlib
+from . import storage
 from .runtime import Controller
 
 LOG = logging.getLogger("lab.controllers.csi")
 
 DRIVER = "driver.longhorn.io"
-PVS = pvlib.PVS
-PVCS = pvlib.PVCS
-PODS = pvlib.PODS
+PVS = storage.PVS
+PVCS = storage.PVCS
 LONGHORN_VOLUMES = ("longhorn.io", "volumes")
 LONGHORN_VOLUME_ATTACHMENTS = attachments.VOLUME_ATTACHMENTS
 K8S_VOLUME_ATTACHMENTS = ("storage.k8s.io", "volumeattachments")
@@ -91,7 +89,7 @@ def volume_spec_for(parameters, size, access_mode):
         if key in parameters:
             spec[key] = parameters[key]
     if "backupBlockSize" in parameters:
-        spec["backupBlockSize"] = str(pvlib.quantity_value(parameters["backupBlockSize"]))
+        spec["backupBlockSize"] = str(storage.quantity_value(parameters["backupBlockSize"]))
     if "dataSource" in parameters:
         spec["dataSource"] = parameters["dataSource"]
         spec["cloneMode"] = parameters.get("cloneMode", "")
@@ -106,13 +104,10 @@ class ProvisionerController(Controller):
     """csi-provisioner for ``driver.longhorn.io``: provisions marked claims and deletes released volumes."""
 
     name = "csi-provisioner"
-    watches = (PVCS, PVS, LONGHORN_VOLUMES, pvlib.STORAGE_CLASSES)
+    watches = (PVCS, PVS, LONGHORN_VOLUMES, storage.STORAGE_CLASSES)
 
     def __init__(self, ctx):
         super().__init__(ctx)
-        if hasattr(self.store, "add_mutator"):
-            # The home-made API server needs the storage-protection plugin; a real one has its own.
-            pvlib.register(self.store, ctx)
         # One identity per provisioner start, as csi-provisioner records it in every PV.
         self.identity = "%d-%04d-%s" % (int(time.time() * 1000), random.randint(0, 9999), DRIVER)
         self._lock = threading.Lock()
@@ -172,16 +167,15 @@ class ProvisionerController(Controller):
         return []
 
     def initial_keys(self):
-        with getattr(self.store, "changed", None) or contextlib.nullcontext():
-            claims = self.store.list("persistentvolumeclaims")[0]
-            volumes = self.store.list("persistentvolumes")[0]
-            with self._lock:
-                self._claims_by_uid = {}
-                self._pvs_by_handle = {}
-            for claim in claims:
-                self._note(PVCS, claim, False)
-            for volume in volumes:
-                self._note(PVS, volume, False)
+        claims = self.store.list("persistentvolumeclaims")[0]
+        volumes = self.store.list("persistentvolumes")[0]
+        with self._lock:
+            self._claims_by_uid = {}
+            self._pvs_by_handle = {}
+        for claim in claims:
+            self._note(PVCS, claim, False)
+        for volume in volumes:
+            self._note(PVS, volume, False)
         return ([self._claim_key(c["metadata"]["namespace"], c["metadata"]["name"]) for c in claims]
                 + [self._pv_key(v["metadata"]["name"]) for v in volumes])
 
@@ -202,12 +196,12 @@ class ProvisionerController(Controller):
         spec = claim.get("spec") or {}
         if spec.get("volumeName") or meta.get("deletionTimestamp"):
             return None
-        if DRIVER not in (annotations.get(pvlib.ANN_STORAGE_PROVISIONER), annotations.get(pvlib.ANN_BETA_STORAGE_PROVISIONER)):
+        if DRIVER not in (annotations.get(storage.ANN_STORAGE_PROVISIONER), annotations.get(storage.ANN_BETA_STORAGE_PROVISIONER)):
             return None
-        storage_class = self.store.try_get("storageclasses", "", pvlib.claim_class(claim))
+        storage_class = self.store.try_get("storageclasses", "", storage.claim_class(claim))
         if storage_class is None or storage_class.get("provisioner") != DRIVER:
             return None
-        if storage_class.get("volumeBindingMode") == pvlib.WAIT_FOR_FIRST_CONSUMER and not annotations.get(pvlib.ANN_SELECTED_NODE):
+        if storage_class.get("volumeBindingMode") == storage.WAIT_FOR_FIRST_CONSUMER and not annotations.get(storage.ANN_SELECTED_NODE):
             return None
         pv_name = "pvc-%s" % meta["uid"]
         if self.store.try_get("persistentvolumes", "", pv_name) is not None:
@@ -223,10 +217,10 @@ class ProvisionerController(Controller):
         if parameters.get("migratable") and "ReadWriteMany" not in modes:
             parameters["migratable"] = "false"
         access_mode = "rwx" if _bool_param(parameters, "share") else "rwo"
-        block = pvlib.volume_mode(spec) == "Block"
+        block = storage.volume_mode(spec) == "Block"
         fs_type = None if block else next((storage_class["parameters"][k] for k in FS_TYPE_KEYS
                                            if k in (storage_class.get("parameters") or {})), DEFAULT_FS_TYPE)
-        size = round_up_size(max(pvlib.quantity_value(pvlib.claim_request(claim)), MINIMAL_VOLUME_SIZE))
+        size = round_up_size(max(storage.quantity_value(storage.claim_request(claim)), MINIMAL_VOLUME_SIZE))
         if fs_type == "xfs" and size < MINIMAL_VOLUME_SIZE_XFS:
             LOG.warning("claim %s/%s: XFS filesystems with size %d, smaller than %d, are not supported",
                         meta["namespace"], meta["name"], size, MINIMAL_VOLUME_SIZE_XFS)
@@ -244,7 +238,7 @@ class ProvisionerController(Controller):
             except errors.ApiError as exc:
                 LOG.warning("claim %s/%s: creating Longhorn volume %s failed: %s", meta["namespace"], meta["name"], pv_name, exc.message)
                 return 5.0
-        elif pvlib.quantity_value((volume.get("spec") or {}).get("size", "0")) != size:
+        elif storage.quantity_value((volume.get("spec") or {}).get("size", "0")) != size:
             LOG.warning("volume %s size %s differs from requested size %d", pv_name, volume["spec"].get("size"), size)
             return 30.0
         state = (volume.get("status") or {}).get("state")
@@ -259,18 +253,18 @@ class ProvisionerController(Controller):
             csi["fsType"] = fs_type
         pv_spec = {
             "accessModes": list(modes),
-            "capacity": {"storage": pvlib.format_binary(size)},
-            "claimRef": pvlib.claim_reference(claim),
+            "capacity": {"storage": storage.format_binary(size)},
+            "claimRef": storage.claim_reference(claim),
             "csi": csi,
             "persistentVolumeReclaimPolicy": storage_class.get("reclaimPolicy") or "Delete",
             "storageClassName": storage_class["metadata"]["name"],
-            "volumeMode": pvlib.volume_mode(spec),
+            "volumeMode": storage.volume_mode(spec),
         }
         if storage_class.get("mountOptions"):
             pv_spec["mountOptions"] = list(storage_class["mountOptions"])
         try:
             self.store.create("persistentvolumes", {
-                "metadata": {"name": pv_name, "annotations": {pvlib.ANN_DYNAMICALLY_PROVISIONED: DRIVER}},
+                "metadata": {"name": pv_name, "annotations": {storage.ANN_DYNAMICALLY_PROVISIONED: DRIVER}},
                 "spec": pv_spec,
             }, user=PROVISIONER_USER)
         except errors.AlreadyExists:
@@ -306,169 +300,6 @@ class ProvisionerController(Controller):
                               preconditions={"uid": volume["metadata"]["uid"]}, user=PROVISIONER_USER)
         except (errors.NotFound, errors.Conflict):
             pass
-        return None
-
-
-class _PodVolumeIndex:
-    """Which Longhorn volumes each pod uses, from the pods' last events (deleted pods keep theirs until gone)."""
-
-    def __init__(self):
-        self.lock = threading.Lock()
-        self.by_pod = {}        # (ns, pod) -> (node or "", frozenset(volume handles))
-
-    def set(self, ident, node, volumes):
-        with self.lock:
-            previous = self.by_pod.get(ident, ("", frozenset()))[1]
-            if node is None:
-                self.by_pod.pop(ident, None)
-            else:
-                self.by_pod[ident] = (node, frozenset(volumes))
-            return set(previous) | set(volumes)
-
-    def nodes_using(self, volume):
-        with self.lock:
-            return sorted({node for node, volumes in self.by_pod.values() if node and volume in volumes})
-
-    def volumes(self):
-        with self.lock:
-            return set().union(*[v for _n, v in self.by_pod.values()]) if self.by_pod else set()
-
-    def reset(self):
-        with self.lock:
-            self.by_pod = {}
-
-
-class AttacherController(Controller):
-    """Attach/detach for Longhorn PVs: tickets on the Longhorn VolumeAttachment, mirrored in storage.k8s.io."""
-
-    name = "csi-attacher"
-    watches = (PODS, LONGHORN_VOLUME_ATTACHMENTS, LONGHORN_VOLUMES)
-    resync_period = 30.0
-
-    def __init__(self, ctx):
-        super().__init__(ctx)
-        self._index = _PodVolumeIndex()
-
-    @staticmethod
-    def _key(volume):
-        return ("csi-attacher", "volume", LONGHORN_NAMESPACE, volume)
-
-    def _pod_volumes(self, pod):
-        namespace = pod["metadata"]["namespace"]
-        volumes = set()
-        for claim_name in pvlib.pod_claims(pod):
-            claim = self.store.try_get("persistentvolumeclaims", namespace, claim_name)
-            volume_name = ((claim or {}).get("spec") or {}).get("volumeName")
-            handle = longhorn_volume_handle(self.store.try_get("persistentvolumes", "", volume_name)) if volume_name else None
-            if handle:
-                volumes.add(handle)
-        return volumes
-
-    def _note_pod(self, pod, deleted):
-        ident = (pod["metadata"]["namespace"], pod["metadata"]["name"])
-        if deleted:
-            return self._index.set(ident, None, ())
-        node = (pod.get("spec") or {}).get("nodeName") or ""
-        # Only scheduled, not finished pods need their volumes attached.
-        if not node or pvlib.pod_is_terminated(pod):
-            return self._index.set(ident, "", ())
-        return self._index.set(ident, node, self._pod_volumes(pod))
-
-    def keys_for(self, event):
-        if event.rtype_key == PODS:
-            return [self._key(v) for v in sorted(self._note_pod(event.obj, event.type == "DELETED"))]
-        if event.rtype_key == LONGHORN_VOLUMES:
-            # A volume that appears (or goes) changes whether its attach can go through.
-            name = event.obj["metadata"]["name"]
-            return [self._key(name)] if self._index.nodes_using(name) and event.type != "MODIFIED" else []
-        spec = event.obj.get("spec") or {}
-        volume = spec.get("volume") or event.obj["metadata"]["name"]
-        tickets = spec.get("attachmentTickets") or {}
-        if any(t.get("type") == attachments.CSI_ATTACHER for t in tickets.values()) or self._index.nodes_using(volume):
-            return [self._key(volume)]
-        return []
-
-    def initial_keys(self):
-        # Rebuilt under the store's lock, so no pod event falls between the listing and the index.
-        with self.store.changed:
-            self._index.reset()
-            for pod in self.store.list("pods")[0]:
-                self._note_pod(pod, False)
-        volumes = self._index.volumes()
-        va_rtype = self.store.registry.by_plural(LONGHORN_VOLUME_ATTACHMENTS[1], LONGHORN_VOLUME_ATTACHMENTS[0])
-        if va_rtype is not None:
-            for va in self.store.list(va_rtype, LONGHORN_NAMESPACE)[0]:
-                tickets = (va.get("spec") or {}).get("attachmentTickets") or {}
-                if any(t.get("type") == attachments.CSI_ATTACHER for t in tickets.values()):
-                    volumes.add((va.get("spec") or {}).get("volume") or va["metadata"]["name"])
-        for va in self.store.list("volumeattachments")[0]:
-            if (va.get("spec") or {}).get("attacher") == DRIVER:
-                pv = self.store.try_get("persistentvolumes", "", ((va.get("spec") or {}).get("source") or {}).get("persistentVolumeName"))
-                handle = longhorn_volume_handle(pv)
-                if handle:
-                    volumes.add(handle)
-        return [self._key(v) for v in sorted(volumes)]
-
-    def reconcile(self, key):
-        volume = key[3]
-        wanted_nodes = self._index.nodes_using(volume)
-        va_rtype = self.store.registry.by_plural(LONGHORN_VOLUME_ATTACHMENTS[1], LONGHORN_VOLUME_ATTACHMENTS[0])
-        volumes_rtype = self.store.registry.by_plural(LONGHORN_VOLUMES[1], LONGHORN_VOLUMES[0])
-        if va_rtype is None or volumes_rtype is None:
-            return 1.0 if wanted_nodes else None
-        wanted = {attachment_id(volume, node): node for node in wanted_nodes}
-        current = {tid: t for tid, t in attachments.tickets(self.store, volume).items() if t.get("type") == attachments.CSI_ATTACHER}
-        longhorn_volume = self.store.try_get(volumes_rtype, LONGHORN_NAMESPACE, volume)
-        for ticket_id, node in sorted(wanted.items()):
-            if ticket_id in current:
-                continue
-            if longhorn_volume is None or longhorn_volume["metadata"].get("deletionTimestamp"):
-                # ControllerPublishVolume: volume not found; retried when the volume appears.
-                continue
-            attachments.add_ticket(self.store, volume, ticket_id, attachments.CSI_ATTACHER, node_id=node)
-        for ticket_id in sorted(set(current) - set(wanted)):
-            attachments.remove_ticket(self.store, volume, ticket_id)
-        self._sync_kubernetes_attachments(volume, wanted)
-        return None
-
-    def _sync_kubernetes_attachments(self, volume, wanted):
-        """The storage.k8s.io VolumeAttachments the attach/detach controller keeps for these attachments."""
-        pv_name = None
-        for name in sorted(wanted):
-            existing = self.store.try_get("volumeattachments", "", name)
-            satisfied = attachments.ticket_satisfied(self.store, volume, name)
-            if existing is None:
-                if pv_name is None:
-                    pv_name = self._pv_name(volume)
-                if pv_name is None:
-                    continue
-                try:
-                    existing = self.store.create("volumeattachments", {
-                        "metadata": {"name": name},
-                        "spec": {"attacher": DRIVER, "nodeName": wanted[name], "source": {"persistentVolumeName": pv_name}},
-                    }, user="system:serviceaccount:kube-system:attachdetach-controller")
-                except errors.AlreadyExists:
-                    existing = self.store.get("volumeattachments", "", name)
-            if bool((existing.get("status") or {}).get("attached")) != satisfied:
-                def _status(obj, attached=satisfied):
-                    obj["status"] = {"attached": attached}
-                self.store.modify("volumeattachments", "", name, _status, subresource="status", user="csi-attacher")
-        for va in self.store.list("volumeattachments")[0]:
-            name = va["metadata"]["name"]
-            if name in wanted or (va.get("spec") or {}).get("attacher") != DRIVER:
-                continue
-            source_pv = ((va.get("spec") or {}).get("source") or {}).get("persistentVolumeName")
-            if name == attachment_id(volume, (va.get("spec") or {}).get("nodeName", "")) or (
-                    source_pv and longhorn_volume_handle(self.store.try_get("persistentvolumes", "", source_pv)) == volume):
-                try:
-                    self.store.delete("volumeattachments", "", name, user="system:serviceaccount:kube-system:attachdetach-controller")
-                except errors.NotFound:
-                    pass
-
-    def _pv_name(self, volume):
-        for pv in self.store.list("persistentvolumes")[0]:
-            if longhorn_volume_handle(pv) == volume:
-                return pv["metadata"]["name"]
         return None
 
 
@@ -579,6 +410,4 @@ class ExternalAttacherController(Controller):
         return None
 
 
-CONTROLLERS = (ProvisionerController, AttacherController)
-# Under the real control plane the attach-detach controller is kube-controller-manager's.
-REAL_CLUSTER_CONTROLLERS = (ProvisionerController, ExternalAttacherController)
+CONTROLLERS = (ProvisionerController, ExternalAttacherController)
