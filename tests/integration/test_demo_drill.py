@@ -42,9 +42,8 @@ def test_drill(method, tmp_path):
     json.loads((tmp_path / 'restore-plan.json').read_text(encoding='utf-8'))
 
 
-def test_drill_on_the_real_control_plane(tmp_path, monkeypatch):
-    """The same drill with kube-apiserver, controller-manager, scheduler and the node agent built from source."""
-    monkeypatch.setenv('LAB_CLUSTER', 'real')
+def test_drill_on_the_real_control_plane(tmp_path):
+    """The drill's lab runs kube-apiserver, controller-manager, scheduler and the node agent built from source."""
     story = io.StringIO()
     run = drill.Drill(tmp_path, 'system_backup', drill.Story(out=story))
     try:
