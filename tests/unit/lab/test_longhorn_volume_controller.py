@@ -78,6 +78,8 @@ def test_volume_passes_through_attaching_and_detaching(env):  # pylint: disable=
     env.wait_state("vol-c", "attached")
     attachments.remove_ticket(env.store, "vol-c", "t1")
     env.wait_state("vol-c", "detached")
+    # The listener hears the informer's watch, which may trail the GET wait_state just saw.
+    wait_for(lambda: seen[-1] == "detached", what="the informer's last event")
     states = [s for i, s in enumerate(seen) if s and (i == 0 or seen[i - 1] != s)]
     assert states == ["creating", "detached", "attaching", "attached", "detaching", "detached"]
 
