@@ -2,40 +2,27 @@
 # Copyright: (c) 2026, homelab.longhorn_dr contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""A store with the Kubernetes-side lab controllers running, for unit tests (no HTTP).
+"""A real cluster with the lab's CSI controllers running, for unit tests of the Kubernetes side.
 
-Longhorn itself is played by ``FakeLonghorn``, the smallest stand-in for the volume
-controller these controllers talk to: a new volume leaves ``creating``, a volume with
-attachment tickets is ``attached`` with every ticket satisfied, one without is ``detached``.
+The cluster is a real control plane seeded from the lab template (Longhorn's CRDs and objects
+installed, its webhooks served): kube-controller-manager binds claims, runs the attach-detach
+controller and the workloads, the scheduler places pods on the lab's node. The lab adds its CSI
+provisioner and external attacher. Longhorn itself is played by ``FakeLonghorn``, the smallest
+stand-in for the volume controller these controllers talk to: a new volume leaves ``creating``,
+a volume with attachment tickets is ``attached`` with every ticket satisfied, one without is
+``detached``, and a deleted volume loses its finalizer.
 """
 
 from __future__ import annotations
 
-import os
 import time
 
+from tests.lab.context import LONGHORN_NAMESPACE
+from tests.lab.controllers import csi
+from tests.lab.controllers.runtime import Controller
+from tests.lab.longhorn import attachments
 
-from tests.lab.context import LONGHORN_NAMESPACE, LabConfig, LabContext
-from tests.lab.controllers import csi, pv, workload
-from tests.lab.controllers.runtime import Controller, ControllerManager
-from tests.lab.kube import builtin_validation, schema
-from tests.lab.kube.resources import Registry
-from tests.lab.kube.store import Store
-from tests.lab.longhorn import attachments, load_manifest
-
-CRD_MANIFEST = os.path.join(os.path.dirname(__file__), "..", "..", "lab", "longhorn", "crds.yaml")
 VOLUMES = ("longhorn.io", "volumes")
-
-# A minimal CRD for the VolumeAttachment kind when the lab's manifest does not define it.
-VOLUME_ATTACHMENT_CRD = {
-    "metadata": {"name": "volumeattachments.longhorn.io"},
-    "spec": {
-        "group": "longhorn.io", "scope": "Namespaced",
-        "names": {"kind": "VolumeAttachment", "plural": "volumeattachments", "singular": "volumeattachment", "shortNames": ["lhva"]},
-        "versions": [{"name": "v1beta2", "served": True, "storage": True, "subresources": {"status": {}},
-                      "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}}}],
-    },
-}
 
 LONGHORN_STORAGE_CLASS = {
     "metadata": {"name": "longhorn", "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
@@ -64,6 +51,10 @@ class FakeLonghorn(Controller):
         volume = self.store.try_get(rtype, LONGHORN_NAMESPACE, key[3])
         if volume is None:
             return None
+        if volume["metadata"].get("deletionTimestamp"):
+            # Longhorn's volume controller lets a deleted volume go once it has cleaned up.
+            self.store.modify(rtype, LONGHORN_NAMESPACE, key[3], lambda obj: obj["metadata"].update(finalizers=[]))
+            return None
         tickets = attachments.tickets(self.store, key[3])
         if (volume.get("status") or {}).get("state") in (None, "", "creating"):
             attachments.ensure_volume_attachment(self.store, key[3])
@@ -81,34 +72,22 @@ class FakeLonghorn(Controller):
 
 
 class KubeEnv:
-    """Store + controllers; ``settle()`` waits until the controllers are idle."""
+    """A seeded real cluster + the lab's CSI controllers (+ FakeLonghorn); ``settle()`` waits until the lab's controllers are idle."""
 
-    def __init__(self, state_dir, longhorn=True, controllers=None, storage_class=True):
-        self.store = Store(Registry())
-        # The API server's admission, in the lab's order (tests/lab/lab.py): the controllers' writes
-        # must pass the same defaulting and validation as on the lab (and a real API server).
-        self.store.add_mutator(schema.schema_mutator)
-        self.store.add_validator(schema.schema_validator)
-        builtin_validation.register(self.store)
-        self.ctx = LabContext(config=LabConfig(state_dir=str(state_dir)), store=self.store)
-        for name in ("default", LONGHORN_NAMESPACE):
-            self.store.create("namespaces", {"metadata": {"name": name}})
-        for crd in load_manifest(CRD_MANIFEST):
-            if crd["spec"]["names"]["plural"] in ("volumes", "volumeattachments"):
-                self.store.create("customresourcedefinitions", crd)
-        if self.store.registry.by_plural("volumeattachments", "longhorn.io") is None:
-            self.store.create("customresourcedefinitions", VOLUME_ATTACHMENT_CRD)
-        if storage_class:
+    def __init__(self, seeded_cluster, longhorn=True, controllers=None, storage_class=True):
+        self.cluster = seeded_cluster()
+        self.store = self.cluster.store
+        self.ctx = self.cluster.ctx
+        if storage_class and self.store.try_get("storageclasses", "", "longhorn") is None:
             self.store.create("storageclasses", LONGHORN_STORAGE_CLASS)
-        self.manager = ControllerManager(self.store)
-        classes = controllers if controllers is not None else (pv.CONTROLLERS + csi.CONTROLLERS + workload.CONTROLLERS)
-        for controller_class in classes:
+        self.manager = self.cluster.manager
+        for controller_class in controllers if controllers is not None else csi.REAL_CLUSTER_CONTROLLERS:
             self.manager.add(controller_class(self.ctx))
         if longhorn:
             self.manager.add(FakeLonghorn(self.ctx))
 
     def start(self):
-        self.manager.start()
+        self.cluster.start_controllers()
         return self
 
     def stop(self):

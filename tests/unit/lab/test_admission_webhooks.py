@@ -13,6 +13,7 @@ import pytest
 
 from tests.lab.admission import AdmissionChain, AdmissionServer, _json_patch
 from tests.lab.control_plane.cluster import ControlPlane
+from tests.lab.fixtures import seed_cluster_dir
 from tests.lab import api_errors as errors
 
 GADGETS = {
@@ -33,8 +34,9 @@ class _Registry:
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    plane = ControlPlane(str(tmp_path_factory.mktemp("admission"))).start()
+def cluster(tmp_path_factory, lab_template):
+    # Seeded from the lab template (bootstrapped in seconds); its Longhorn webhook configurations are replaced below.
+    plane = ControlPlane(seed_cluster_dir(lab_template(), tmp_path_factory.mktemp("admission"))).start()
     seen = []
     chain = AdmissionChain()
 
@@ -54,8 +56,10 @@ def cluster(tmp_path_factory):
     with open(plane.pki.ca_cert, encoding="utf-8") as handle:
         mutating, validating = server.configurations(handle.read())
     assert plane.request("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", method="POST", body=GADGETS)[0] == 201
-    assert plane.request("/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations", method="POST", body=mutating)[0] == 201
-    assert plane.request("/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations", method="POST", body=validating)[0] == 201
+    for plural, body in (("mutatingwebhookconfigurations", mutating), ("validatingwebhookconfigurations", validating)):
+        path = "/apis/admissionregistration.k8s.io/v1/" + plural
+        assert plane.request(path + "/" + body["metadata"]["name"], method="DELETE")[0] in (200, 404)
+        assert plane.request(path, method="POST", body=body)[0] == 201
     deadline = time.monotonic() + 30
     while plane.request("/apis/longhorn.io/v1beta2")[0] != 200 and time.monotonic() < deadline:
         time.sleep(0.2)

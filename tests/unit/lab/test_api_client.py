@@ -20,6 +20,7 @@ import pytest
 
 from tests.lab.api_client import ApiClient, ResourceType, api_error
 from tests.lab.control_plane.cluster import ControlPlane
+from tests.lab.fixtures import seed_cluster_dir
 from tests.lab import api_errors as errors
 
 GROUP = "lab.example.com"
@@ -51,8 +52,9 @@ def _cm(name, namespace, **labels):
 
 
 @pytest.fixture(scope="module")
-def cp(tmp_path_factory):
-    plane = ControlPlane(str(tmp_path_factory.mktemp("control-plane"))).start()
+def cp(tmp_path_factory, lab_template):
+    # Seeded from the lab template: bootstrapped in seconds instead of ~20 s.
+    plane = ControlPlane(seed_cluster_dir(lab_template(), tmp_path_factory.mktemp("control-plane"))).start()
     yield plane
     plane.stop()
 

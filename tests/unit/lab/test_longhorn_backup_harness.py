@@ -4,8 +4,8 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Harness for the backup-side tests of the Longhorn emulator, and its smoke tests.
 
-A ``BackupEnv`` is a Store with Longhorn installed, every admission hook, a ControllerManager
-running the backup-side controllers and the lab S3 server (one per test module; each env
+A ``BackupEnv`` is a real control plane seeded with Longhorn installed, every admission hook
+served to its API server, a ControllerManager running the backup-side controllers and the lab S3 server (one per test module; each env
 uses its own bucket prefix). Attachment tickets are satisfied by a tiny stand-in for the
 volume controller, so these tests do not depend on the volume side.
 """
@@ -20,14 +20,9 @@ import uuid
 
 import pytest
 
-from tests.lab.context import LONGHORN_NAMESPACE, LabConfig, LabContext
-from tests.lab.controllers.runtime import Controller, ControllerManager
-from tests.lab.faults import Faults
-from tests.lab.kube import builtin_validation, schema
-from tests.lab.kube.resources import Registry
-from tests.lab.kube.store import Store
-from tests.lab.longhorn import (backup_controller, backup_target_controller, backup_volume_controller, settings_controller,
-                                snapshot_controller, system_webhooks, volume_webhooks, volumedata, webhooks)
+from tests.lab.context import LONGHORN_NAMESPACE
+from tests.lab.controllers.runtime import Controller
+from tests.lab.longhorn import backup_controller, backup_target_controller, backup_volume_controller, settings_controller, snapshot_controller, volumedata
 from tests.lab.longhorn.backupstore import BackupStore
 from tests.lab.longhorn.install import install_longhorn
 from tests.lab.longhorn.targets import parse_backup_target_url
@@ -88,29 +83,26 @@ class StandInAttacher(Controller):
 class BackupEnv:
     """One in-process Longhorn emulator (backup side) for a test."""
 
-    def __init__(self, state_dir, s3_server, attacher=True, **config):
+    def __init__(self, seeded_cluster, s3_server, attacher=True, **config):
         config.setdefault("step_delay", 0.01)
-        self.config = LabConfig(state_dir=str(state_dir), bucket=s3_server.bucket, region=s3_server.region, **config)
+        self.cluster = seeded_cluster(s3=s3_server, bucket=s3_server.bucket, region=s3_server.region, **config)
+        self.config = self.cluster.config
         self.s3 = s3_server
         self.prefix = "t-%s" % uuid.uuid4().hex[:10]
         self.target_url = s3_server.backup_target_url(self.prefix)
         self.normalized_url = parse_backup_target_url(self.target_url).normalized
-        self.faults = Faults()
-        self.store = Store(Registry())
-        self.ctx = LabContext(config=self.config, store=self.store, s3=s3_server, faults=self.faults)
-        self.store.add_mutator(schema.schema_mutator)
-        self.store.add_validator(schema.schema_validator)
-        builtin_validation.register(self.store)
-        for module in (webhooks, volume_webhooks, system_webhooks):
-            module.register(self.store, self.ctx)
+        self.faults = self.cluster.faults
+        self.store = self.cluster.store
+        self.ctx = self.cluster.ctx
+        # The template has Longhorn installed; installing again must change nothing (as on every lab start).
         install_longhorn(self.ctx)
-        self.manager = ControllerManager(self.store)
+        self.manager = self.cluster.manager
         for module in (settings_controller, backup_target_controller, backup_volume_controller, snapshot_controller, backup_controller):
             for controller_class in module.CONTROLLERS:
                 self.manager.add(controller_class(self.ctx))
         if attacher:
             self.manager.add(StandInAttacher(self.ctx))
-        self.manager.start()
+        self.cluster.start_controllers()
 
     def stop(self):
         self.manager.stop()
@@ -240,11 +232,11 @@ def s3_server():
 
 
 @pytest.fixture
-def env_factory(tmp_path, s3_server):
+def env_factory(seeded_cluster, s3_server):
     started = []
 
     def _start(**config):
-        running = BackupEnv(tmp_path / ("lab-%d" % len(started)), s3_server, **config)
+        running = BackupEnv(seeded_cluster, s3_server, **config)
         started.append(running)
         return running
     yield _start

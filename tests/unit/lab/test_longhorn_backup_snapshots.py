@@ -200,7 +200,7 @@ def test_progress_goes_through_in_progress(env_factory):
     env.configure_target()
     make_volume(env, "vol-slow", {"big.bin": bytes(range(256)) * 4096 * 6})
     env.snapshot("vol-slow", "snap-slow")
-    watch = env.store.watch(env.rtype("backups"), NS, resource_version=env.store.resource_version)
+    watch = env.store.watch(env.rtype("backups"), NS, resource_version=env.store.list(env.rtype("backups"), NS)[1])
     started = time.monotonic()
     env.backup("snap-slow", "backup-slow", timeout=30)
     assert time.monotonic() - started >= 0.5

@@ -53,7 +53,7 @@ def test_missing_secret_key_is_reported_in_the_condition(env):
 
 def test_right_credentials_make_it_available_then_sync(env):
     events = []
-    watch = env.store.watch(env.rtype("backuptargets"), NS, resource_version=env.store.resource_version)
+    watch = env.store.watch(env.rtype("backuptargets"), NS, resource_version=env.store.list(env.rtype("backuptargets"), NS)[1])
     env.create_secret()
     started = rfc3339()
     env.set_target()

@@ -2,7 +2,11 @@
 # Copyright: (c) 2026, homelab.longhorn_dr contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Admission rules of the backup-side webhooks, each with a request that must be refused (ref §1, §1.1–§1.4, §1.6, §1.9)."""
+"""Admission rules of the backup-side webhooks, each with a request that must be refused (ref §1, §1.1–§1.4, §1.6, §1.9).
+
+The webhooks are served by the lab's admission server to a real API server (seeded with Longhorn installed);
+no controller runs, so every status is the one a test writes.
+"""
 
 from __future__ import annotations
 
@@ -10,12 +14,8 @@ import base64
 
 import pytest
 
-from tests.lab.context import LONGHORN_NAMESPACE, LabConfig, LabContext
-from tests.lab.kube import builtin_validation, errors, schema
-from tests.lab.kube.resources import Registry
-from tests.lab.kube.store import Store
-from tests.lab.longhorn import system_webhooks, volume_webhooks, webhooks
-from tests.lab.longhorn.install import install_longhorn
+from tests.lab import api_errors as errors
+from tests.lab.context import LONGHORN_NAMESPACE
 
 NS = LONGHORN_NAMESPACE
 MIB = 1024 * 1024
@@ -24,15 +24,10 @@ MUTATOR_DENIED = 'admission webhook "mutator.longhorn.io" denied the request: '
 
 
 class Cluster:
-    def __init__(self, tmp_path, **config):
-        self.store = Store(Registry())
-        self.ctx = LabContext(config=LabConfig(state_dir=str(tmp_path), **config), store=self.store)
-        self.store.add_mutator(schema.schema_mutator)
-        self.store.add_validator(schema.schema_validator)
-        builtin_validation.register(self.store)
-        for module in (webhooks, volume_webhooks, system_webhooks):
-            module.register(self.store, self.ctx)
-        install_longhorn(self.ctx)
+    def __init__(self, seeded_cluster, **config):
+        running = seeded_cluster(**config)
+        self.store = running.store
+        self.ctx = running.ctx
 
     def rtype(self, plural):
         return self.store.registry.by_plural(plural, "longhorn.io")
@@ -76,8 +71,8 @@ def refused(call, *args, **kwargs):
 
 
 @pytest.fixture
-def cluster(tmp_path):
-    return Cluster(tmp_path)
+def cluster(seeded_cluster):
+    return Cluster(seeded_cluster)
 
 
 # --- BackupTarget (ref §1.1) -------------------------------------------------------------------
@@ -289,14 +284,14 @@ def test_backup_target_settings_do_not_exist_from_v1_10(cluster):
 
 
 @pytest.mark.parametrize("version", ["v1.8.2", "v1.9.2"])
-def test_backup_target_settings_are_not_supported_in_v1_8_and_v1_9(tmp_path, version):
-    cluster = Cluster(tmp_path, longhorn_version=version)
+def test_backup_target_settings_are_not_supported_in_v1_8_and_v1_9(seeded_cluster, version):
+    cluster = Cluster(seeded_cluster, longhorn_version=version)
     error = refused(cluster.create, "settings", "backup-target", extra={"value": "s3://bkt@us-east-1/"})
     assert error.message == DENIED + "value s3://bkt@us-east-1/ of settings backup-target is invalid: setting backup-target is not supported"
 
 
-def test_backup_target_settings_work_up_to_v1_7(tmp_path):
-    cluster = Cluster(tmp_path, longhorn_version="v1.7.2")
+def test_backup_target_settings_work_up_to_v1_7(seeded_cluster):
+    cluster = Cluster(seeded_cluster, longhorn_version="v1.7.2")
 
     def _value(obj):
         obj["value"] = "s3://bkt@us-east-1/"

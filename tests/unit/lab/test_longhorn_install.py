@@ -2,7 +2,11 @@
 # Copyright: (c) 2026, homelab.longhorn_dr contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""A fresh lab has Longhorn installed as the chart and longhorn-manager leave it (ref §1.1, §1.2, §6)."""
+"""A fresh lab has Longhorn installed as the chart and longhorn-manager leave it (ref §1.1, §1.2, §6).
+
+The clusters are real control planes seeded from the lab template, whose datastore ``install_longhorn``
+filled on an empty cluster; the setting webhook is served to the API server by the lab's admission server.
+"""
 
 from __future__ import annotations
 
@@ -11,11 +15,8 @@ import hashlib
 import pytest
 import yaml
 
-from tests.lab.context import LONGHORN_NAMESPACE, LabConfig, LabContext
-from tests.lab.kube import builtin_validation, errors, schema
-from tests.lab.kube.resources import Registry
-from tests.lab.kube.store import Store
-from tests.lab.longhorn import webhooks
+from tests.lab import api_errors as errors
+from tests.lab.context import LONGHORN_NAMESPACE
 from tests.lab.longhorn.install import install_longhorn
 
 NS = LONGHORN_NAMESPACE
@@ -23,24 +24,21 @@ KINDS = ("BackupTarget", "Backup", "BackupVolume", "Volume", "Snapshot", "System
          "Setting", "EngineImage", "Node", "Engine", "Replica", "VolumeAttachment")
 
 
-def fresh(tmp_path, **config):
-    store = Store(Registry())
-    ctx = LabContext(config=LabConfig(state_dir=str(tmp_path), **config), store=store)
-    store.add_mutator(schema.schema_mutator)
-    store.add_validator(schema.schema_validator)
-    builtin_validation.register(store)
-    webhooks.register(store, ctx)
-    install_longhorn(ctx)
-    return store, ctx
+def fresh(start, **config):
+    cluster = start(**config)
+    # What every lab start does on a cluster that has Longhorn already.
+    install_longhorn(cluster.ctx)
+    return cluster.store, cluster.ctx
 
 
 def lh(store, plural, name):
     return store.try_get(store.registry.by_plural(plural, "longhorn.io"), NS, name)
 
 
-@pytest.fixture
-def installed(tmp_path):
-    return fresh(tmp_path)
+@pytest.fixture(scope="module")
+def installed(module_seeded_cluster):
+    """One cluster for the module: the tests read it, and the one that writes puts things back."""
+    return fresh(module_seeded_cluster)
 
 
 def test_namespace_and_crds_are_served(installed):
@@ -70,8 +68,8 @@ def test_default_settings(installed):
         assert lh(store, "settings", name) is None
 
 
-def test_legacy_version_has_backup_target_settings(tmp_path):
-    store, _ctx = fresh(tmp_path, longhorn_version="v1.7.2")
+def test_legacy_version_has_backup_target_settings(seeded_cluster):
+    store, _ctx = fresh(seeded_cluster, longhorn_version="v1.7.2")
     assert lh(store, "settings", "backup-target")["value"] == ""
     assert lh(store, "settings", "backup-target-credential-secret")["value"] == ""
     assert lh(store, "settings", "backupstore-poll-interval")["value"] == "300"
@@ -129,27 +127,47 @@ def test_default_backup_target_is_empty(installed):
     assert "longhorn.io" in target["metadata"]["finalizers"]
 
 
-def test_install_is_idempotent_and_survives_a_wipe(installed):
+def _longhorn_counts(store):
+    # Longhorn's own objects: the cluster's (events, leases) come and go on their own.
+    return {k: v for k, v in store.object_counts().items() if k.startswith("longhorn.io/")}
+
+
+def test_install_is_idempotent(installed):
     store, ctx = installed
-    before = dict(store.object_counts())
+    before = _longhorn_counts(store)
+    assert before
     setting_rv = lh(store, "settings", "backup-compression-method")["metadata"]["resourceVersion"]
+    target_rv = lh(store, "backuptargets", "default")["metadata"]["resourceVersion"]
     install_longhorn(ctx)
-    assert store.object_counts() == before
+    assert _longhorn_counts(store) == before
     assert lh(store, "settings", "backup-compression-method")["metadata"]["resourceVersion"] == setting_rv
-    store.wipe()
-    assert store.registry.by_plural("backuptargets", "longhorn.io") is None
+    assert lh(store, "backuptargets", "default")["metadata"]["resourceVersion"] == target_rv
+
+
+def test_install_puts_back_what_was_deleted(seeded_cluster):
+    """After a wipe the lab installs again: objects that are gone come back as they were."""
+    store, ctx = fresh(seeded_cluster)
+    before = _longhorn_counts(store)
+    store.delete("storageclasses", "", "longhorn")
+    store.delete("configmaps", NS, "longhorn-default-resource")
+    store.delete("services", NS, "longhorn-backend")
     install_longhorn(ctx)
-    assert store.object_counts() == before
-    assert lh(store, "backuptargets", "default")["spec"]["pollInterval"] == "5m0s"
+    assert _longhorn_counts(store) == before
+    assert store.get("storageclasses", "", "longhorn")["provisioner"] == "driver.longhorn.io"
+    assert store.get("configmaps", NS, "longhorn-default-resource")["data"] == {"default-resource.yaml": ""}
+    assert store.get("services", NS, "longhorn-backend")["spec"]["ports"][0]["port"] == 9500
 
 
 def test_installed_settings_pass_the_setting_webhook(installed):
     store, _ctx = installed
     rtype = store.registry.by_plural("settings", "longhorn.io")
 
-    def _value(obj):
-        obj["value"] = "gzip"
-    assert store.modify(rtype, NS, "backup-compression-method", _value)["value"] == "gzip"
-    with pytest.raises(errors.ApiError) as raised:
-        store.delete(rtype, NS, "backup-compression-method")
-    assert "can be modified but not deleted" in raised.value.message
+    def _value(value):
+        return lambda obj: obj.update(value=value)
+    try:
+        assert store.modify(rtype, NS, "backup-compression-method", _value("gzip"))["value"] == "gzip"
+        with pytest.raises(errors.ApiError) as raised:
+            store.delete(rtype, NS, "backup-compression-method")
+        assert "can be modified but not deleted" in raised.value.message
+    finally:
+        store.modify(rtype, NS, "backup-compression-method", _value("lz4"))

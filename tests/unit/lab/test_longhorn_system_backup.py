@@ -11,6 +11,7 @@ import hashlib
 import io
 import json
 import re
+import time
 import zipfile
 
 import pytest
@@ -92,9 +93,16 @@ def _workload_objects(env):  # pylint: disable=redefined-outer-name
     def _not_default(obj):
         obj["metadata"]["annotations"].pop("storageclass.kubernetes.io/is-default-class", None)
     store.modify("storageclasses", "", "longhorn", _not_default)
-    # Without a default class the API server leaves the class nil.
-    no_class = store.create("persistentvolumeclaims", {"metadata": {"name": "no-class", "namespace": "apps"}, "spec": {
-        "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "8Mi"}}}})
+    # Without a default class the API server leaves the class nil. Its DefaultStorageClass admission reads
+    # classes from an informer, which may not have seen the change yet: then the claim is made again.
+    body = {"metadata": {"name": "no-class", "namespace": "apps"}, "spec": {
+        "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "8Mi"}}}}
+    deadline = time.monotonic() + 10
+    no_class = store.create("persistentvolumeclaims", body)
+    while "storageClassName" in no_class["spec"] and time.monotonic() < deadline:
+        store.delete("persistentvolumeclaims", "apps", "no-class")
+        wait_for(lambda: store.try_get("persistentvolumeclaims", "apps", "no-class") is None, what="no-class gone")
+        no_class = store.create("persistentvolumeclaims", body)
     assert "storageClassName" not in no_class["spec"]
 
 

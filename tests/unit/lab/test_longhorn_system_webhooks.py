@@ -31,7 +31,7 @@ def _system_restore(env, name, system_backup):  # pylint: disable=redefined-oute
 
 def test_system_backup_is_refused_while_the_default_target_is_unavailable(env):  # pylint: disable=redefined-outer-name
     # A fresh install has BackupTarget default with an empty URL, not available (ref §1.1).
-    with pytest.raises(errors.AdmissionDenied) as caught:
+    with pytest.raises(errors.ApiError, match='^admission webhook "') as caught:  # a webhook's denial, through the API server
         _system_backup(env, "sb-early")
     assert caught.value.code == 422
     assert 'admission webhook "validator.longhorn.io" denied the request: backup target default is not available' == caught.value.message
@@ -44,7 +44,7 @@ def test_system_backup_is_refused_without_a_credential_secret_for_s3(env):  # py
     def _no_secret(obj):
         obj["spec"]["credentialSecret"] = ""
     env.store.modify(lh(env.store, "backuptargets"), NS, "default", _no_secret)
-    with pytest.raises(errors.AdmissionDenied) as caught:
+    with pytest.raises(errors.ApiError, match='^admission webhook "') as caught:  # a webhook's denial, through the API server
         _system_backup(env, "sb-nosecret")
     assert caught.value.code == 400
     assert caught.value.message.endswith("cannot access s3 without credential secret")
@@ -69,7 +69,7 @@ def test_system_restore_is_refused_while_a_volume_is_attached(env):  # pylint: d
     env.wait_state("idle", "detached")
     attachments.add_ticket(env.store, "busy", "csi-busy", attachments.CSI_ATTACHER)
     env.wait_state("busy", "attached")
-    with pytest.raises(errors.AdmissionDenied) as caught:
+    with pytest.raises(errors.ApiError, match='^admission webhook "') as caught:  # a webhook's denial, through the API server
         _system_restore(env, "sr-1", "sb-1")
     assert caught.value.code == 422
     assert "all volumes need to be detached before creating SystemRestore: busy (attached)" in caught.value.message
@@ -80,7 +80,7 @@ def test_system_restore_is_refused_while_a_volume_is_attached(env):  # pylint: d
 
 
 def test_system_restore_needs_an_existing_system_backup(env):  # pylint: disable=redefined-outer-name
-    with pytest.raises(errors.AdmissionDenied) as caught:
+    with pytest.raises(errors.ApiError, match='^admission webhook "') as caught:  # a webhook's denial, through the API server
         _system_restore(env, "sr-x", "does-not-exist")
     assert 'systembackup.longhorn.io "does-not-exist" not found' in caught.value.message
 
@@ -92,6 +92,6 @@ def test_only_one_system_restore_in_progress(env):  # pylint: disable=redefined-
     rtype = lh(env.store, "systemrestores")
     env.store.create(rtype, {"metadata": {"name": "sr-running", "namespace": NS, "labels": {"longhorn.io/system-restore": "InProgress"}},
                              "spec": {"systemBackup": "sb-2"}})
-    with pytest.raises(errors.AdmissionDenied) as caught:
+    with pytest.raises(errors.ApiError, match='^admission webhook "') as caught:  # a webhook's denial, through the API server
         _system_restore(env, "sr-second", "sb-2")
     assert "found 1 SystemRestore in progress" in caught.value.message

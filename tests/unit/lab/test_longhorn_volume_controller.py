@@ -78,6 +78,8 @@ def test_volume_passes_through_attaching_and_detaching(env):  # pylint: disable=
     env.wait_state("vol-c", "attached")
     attachments.remove_ticket(env.store, "vol-c", "t1")
     env.wait_state("vol-c", "detached")
+    # The listener hears the informer's watch, which may trail the GET wait_state just saw.
+    wait_for(lambda: seen[-1] == "detached", what="the informer's last event")
     states = [s for i, s in enumerate(seen) if s and (i == 0 or seen[i - 1] != s)]
     assert states == ["creating", "detached", "attaching", "attached", "detaching", "detached"]
 
@@ -101,18 +103,13 @@ def _pv(name, volume, claim=None):
     return {"metadata": {"name": name}, "spec": spec}
 
 
-def _set_phase(env, kind, namespace, name, phase):  # pylint: disable=redefined-outer-name
-    def _apply(obj):
-        obj.setdefault("status", {})["phase"] = phase
-    env.store.modify(kind, namespace, name, _apply, subresource="status")
+def _pod(name, claim):
+    spec = {"containers": [{"name": "app", "image": "busybox"}], "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": claim}}]}
+    return {"metadata": {"name": name, "namespace": "default"}, "spec": spec}
 
 
-def _pod(name, claim, owner=None):
-    meta = {"name": name, "namespace": "default"}
-    if owner:
-        meta["ownerReferences"] = [{"apiVersion": "apps/v1", "kind": owner[0], "name": owner[1], "uid": "u-" + owner[1], "controller": True}]
-    return {"metadata": meta, "spec": {"containers": [{"name": "app", "image": "busybox"}],
-                                       "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": claim}}]}}
+def _phase(env, kind, namespace, name):  # pylint: disable=redefined-outer-name
+    return ((env.store.try_get(kind, namespace, name) or {}).get("status") or {}).get("phase")
 
 
 def _ks(env, name):  # pylint: disable=redefined-outer-name
@@ -120,40 +117,45 @@ def _ks(env, name):  # pylint: disable=redefined-outer-name
 
 
 def test_kubernetes_status_follows_pv_pvc_and_pods(env):  # pylint: disable=redefined-outer-name
-    env.store.create("namespaces", {"metadata": {"name": "default"}})
+    """The real controller-manager binds, runs the StatefulSet's pod and releases; the volume's status follows."""
     env.create_volume("vol-k")
     env.wait_state("vol-k", "detached")
     env.store.create("persistentvolumeclaims", {"metadata": {"name": "data-app-0", "namespace": "default"}, "spec": {
         "accessModes": ["ReadWriteOnce"], "storageClassName": "longhorn-static", "volumeName": "pv-k",
         "resources": {"requests": {"storage": "8Mi"}}}})
     env.store.create("persistentvolumes", _pv("pv-k", "vol-k", ("default", "data-app-0")))
-    _set_phase(env, "persistentvolumes", "", "pv-k", "Bound")
     wait_for(lambda: _ks(env, "vol-k").get("pvStatus") == "Bound", what="pvStatus Bound")
     ks = _ks(env, "vol-k")
     assert (ks["pvName"], ks["namespace"], ks["pvcName"], ks["lastPVCRefAt"]) == ("pv-k", "default", "data-app-0", "")
 
-    env.store.create("pods", _pod("app-0", "data-app-0", ("StatefulSet", "app")))
+    labels = {"app": "app"}
+    env.store.create(("apps", "statefulsets"), {"metadata": {"name": "app", "namespace": "default"}, "spec": {
+        "replicas": 1, "serviceName": "app", "selector": {"matchLabels": labels},
+        "template": {"metadata": {"labels": labels}, "spec": {
+            "containers": [{"name": "app", "image": "busybox", "volumeMounts": [{"name": "data", "mountPath": "/data"}]}],
+            "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "data-app-0"}}]}}}})
     env.store.create("pods", _pod("other", "unrelated-claim"))
-    _set_phase(env, "pods", "default", "app-0", "Running")
+    wait_for(lambda: _phase(env, "pods", "default", "app-0") == "Running", timeout=60, what="app-0 Running")
     wait_for(lambda: _ks(env, "vol-k").get("workloadsStatus"), what="workloads")
     wait_for(lambda: _ks(env, "vol-k")["workloadsStatus"][0]["podStatus"] == "Running", what="pod Running")
     assert _ks(env, "vol-k")["workloadsStatus"] == [
         {"podName": "app-0", "podStatus": "Running", "workloadName": "app", "workloadType": "StatefulSet"}]
     assert _ks(env, "vol-k")["lastPodRefAt"] == ""
 
-    env.store.delete("pods", "default", "app-0")
-    wait_for(lambda: _ks(env, "vol-k").get("lastPodRefAt"), what="lastPodRefAt")
+    # Scaled to zero: the pod goes (deleted, the StatefulSet would make it again).
+    env.store.modify(("apps", "statefulsets"), "default", "app", lambda obj: obj["spec"].update(replicas=0))
+    wait_for(lambda: _ks(env, "vol-k").get("lastPodRefAt"), timeout=60, what="lastPodRefAt")
     # The workloads stay as history.
     assert _ks(env, "vol-k")["workloadsStatus"][0]["podName"] == "app-0"
 
     env.store.delete("persistentvolumeclaims", "default", "data-app-0")
-    _set_phase(env, "persistentvolumes", "", "pv-k", "Released")
+    wait_for(lambda: _phase(env, "persistentvolumes", "", "pv-k") == "Released", timeout=60, what="PV Released")
     wait_for(lambda: _ks(env, "vol-k").get("lastPVCRefAt"), what="lastPVCRefAt")
     ks = _ks(env, "vol-k")
     assert (ks["pvStatus"], ks["pvcName"], ks["namespace"]) == ("Released", "data-app-0", "default")
 
     env.store.delete("persistentvolumes", "", "pv-k")
-    wait_for(lambda: _ks(env, "vol-k").get("pvName") == "", what="pvName cleared")
+    wait_for(lambda: _ks(env, "vol-k").get("pvName") == "", timeout=30, what="pvName cleared")
     assert _ks(env, "vol-k")["pvStatus"] == ""
 
 

@@ -4,9 +4,10 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Harness for the volume-side tests of the Longhorn emulator, and its own smoke tests.
 
-A ``LonghornEnv`` is a Store with Longhorn installed, all Longhorn admission hooks, a
-ControllerManager running every Longhorn controller of the emulator (volume side and backup
-side) and the lab S3 server (one per session, each env under its own bucket prefix).
+A ``LonghornEnv`` is a real control plane seeded with Longhorn installed, all Longhorn admission
+hooks served to its API server, a ControllerManager running every Longhorn controller of the
+emulator (volume side and backup side) and the lab S3 server (one per session, each env under
+its own bucket prefix).
 """
 
 from __future__ import annotations
@@ -14,18 +15,13 @@ from __future__ import annotations
 import base64
 import datetime
 import os
-import shutil
 import time
 import uuid
 
 import pytest
 
-from tests.lab.context import LONGHORN_NAMESPACE, LabConfig, LabContext
-from tests.lab.controllers.runtime import ControllerManager
-from tests.lab.faults import Faults
-from tests.lab.kube import builtin_validation, schema
-from tests.lab.kube.resources import Registry
-from tests.lab.kube.store import Store
+from tests.lab.context import LONGHORN_NAMESPACE
+from tests.lab.controllers import csi
 from tests.lab.longhorn import (
     backup_controller,
     backup_target_controller,
@@ -33,10 +29,7 @@ from tests.lab.longhorn import (
     common,
     settings_controller,
     snapshot_controller,
-    system_webhooks,
-    volume_webhooks,
     volumedata,
-    webhooks,
 )
 from tests.lab.longhorn.backupstore import BackupStore
 from tests.lab.longhorn.install import install_longhorn
@@ -74,31 +67,30 @@ def wait_for(predicate, timeout=15.0, interval=0.02, what="condition"):
 class LonghornEnv:
     """One in-process Longhorn emulator for a test."""
 
-    def __init__(self, state_dir, s3_server, **config):
+    def __init__(self, seeded_cluster, s3_server, **config):
         config.setdefault("step_delay", 0.01)
-        self.config = LabConfig(state_dir=str(state_dir), bucket=s3_server.bucket, region=s3_server.region, **config)
+        self.cluster = seeded_cluster(s3=s3_server, bucket=s3_server.bucket, region=s3_server.region, **config)
+        self.config = self.cluster.config
         self.s3 = s3_server
         self.prefix = "t-%s" % uuid.uuid4().hex[:10]
         self.target_url = s3_server.backup_target_url(self.prefix)
-        self.faults = Faults()
-        self.store = Store(Registry())
-        self.ctx = LabContext(config=self.config, store=self.store, s3=s3_server, faults=self.faults)
+        self.faults = self.cluster.faults
+        self.store = self.cluster.store
+        self.ctx = self.cluster.ctx
         self.ctx.extras["env"] = self
-        self.store.add_mutator(schema.schema_mutator)
-        self.store.add_validator(schema.schema_validator)
-        builtin_validation.register(self.store)
-        webhooks.register(self.store, self.ctx)
-        volume_webhooks.register(self.store, self.ctx)
-        system_webhooks.register(self.store, self.ctx)
+        # The template has Longhorn installed; installing again must change nothing (as on every lab start).
         install_longhorn(self.ctx)
-        self.manager = ControllerManager(self.store)
+        self.manager = self.cluster.manager
         self.volumes = self.manager.add(VolumeController(self.ctx))
         self.system_backups = self.manager.add(SystemBackupController(self.ctx))
         self.system_restores = self.manager.add(SystemRestoreController(self.ctx))
         for module in (settings_controller, backup_target_controller, backup_volume_controller, snapshot_controller, backup_controller):
             for controller_class in module.CONTROLLERS:
                 self.manager.add(controller_class(self.ctx))
-        self.manager.start()
+        # Longhorn's CSI plugin, as in the lab: pods on the real node get their volumes attached.
+        for controller_class in csi.REAL_CLUSTER_CONTROLLERS:
+            self.manager.add(controller_class(self.ctx))
+        self.cluster.start_controllers()
 
     def stop(self):
         self.manager.stop()
@@ -187,12 +179,8 @@ class LonghornEnv:
 
     def wipe(self):
         """The cluster is rebuilt: every object and all node-local data are gone, the bucket stays."""
-        self.store.wipe()
-        for sub in ("volumes", "snapshots"):
-            shutil.rmtree(self.config.path(sub), ignore_errors=True)
+        self.cluster.wipe()
         install_longhorn(self.ctx)
-        if self.store.try_get("namespaces", "", "default") is None:
-            self.store.create("namespaces", {"metadata": {"name": "default"}})
         self.manager.resync()
 
 
@@ -205,8 +193,8 @@ def lh_s3_server():
 
 
 @pytest.fixture
-def env(tmp_path, lh_s3_server):
-    running = LonghornEnv(tmp_path / "lab", lh_s3_server)
+def env(seeded_cluster, lh_s3_server):
+    running = LonghornEnv(seeded_cluster, lh_s3_server)
     yield running
     running.stop()
 

@@ -2,7 +2,12 @@
 # Copyright: (c) 2026, homelab.longhorn_dr contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Commands run in lab pods see the pod's volumes at their mount paths, and nothing leaks to the host."""
+"""Commands run in lab pods see the pod's volumes at their mount paths, and nothing leaks to the host.
+
+Claims, volumes, ConfigMaps and Secrets live on a real API server (one seeded cluster per module, a
+namespace per test; kube-controller-manager binds the claims). The pod is handed to the runtime as
+the API server would return it: stored, the node agent would own its status, which these tests set.
+"""
 
 from __future__ import annotations
 
@@ -10,50 +15,54 @@ import base64
 import os
 import shutil
 import subprocess
+import time
 import uuid
 
 import pytest
 
 from tests.lab import pods
 from tests.lab.context import LabConfig, LabContext
-from tests.lab.kube.resources import Registry
-from tests.lab.kube.store import Store
+
+
+@pytest.fixture(scope="module")
+def cluster(module_seeded_cluster):
+    return module_seeded_cluster()
 
 
 @pytest.fixture
-def ctx(tmp_path):
-    store = Store(Registry())
+def ctx(tmp_path, cluster):
+    store = cluster.store
     context = LabContext(config=LabConfig(state_dir=str(tmp_path / "state")), store=store)
-    store.create("namespaces", {"metadata": {"name": "default"}})
-    _bound_claim(store, "data", "pv-data", "vol-data")
-    _bound_claim(store, "logs", "pv-logs", "vol-logs")
-    return context
+    namespace = context.extras["ns"] = "pods-%s" % uuid.uuid4().hex[:8]
+    store.create("namespaces", {"metadata": {"name": namespace}})
+    _bound_claim(store, namespace, "data", "vol-data")
+    _bound_claim(store, namespace, "logs", "vol-logs")
+    deadline = time.monotonic() + 30
+    while any((store.get("persistentvolumeclaims", namespace, c).get("status") or {}).get("phase") != "Bound" for c in ("data", "logs")):
+        assert time.monotonic() < deadline, "the controller-manager did not bind the claims"
+        time.sleep(0.1)
+    yield context
+    store.delete("namespaces", "", namespace)
 
 
-def _bound_claim(store, claim, volume_name, handle):
+def _bound_claim(store, namespace, claim, handle):
+    # No class on either side: the binder pairs them (the default class would go to the claim otherwise).
+    volume_name = "pv-%s-%s" % (claim, namespace)
     store.create("persistentvolumes", {"metadata": {"name": volume_name}, "spec": {
-        "capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
+        "capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"], "storageClassName": "", "persistentVolumeReclaimPolicy": "Retain",
         "csi": {"driver": "driver.longhorn.io", "volumeHandle": handle, "fsType": "ext4"}}})
-    store.create("persistentvolumeclaims", {"metadata": {"name": claim, "namespace": "default"},
-                                            "spec": {"volumeName": volume_name, "resources": {"requests": {"storage": "1Gi"}}}})
-
-    def _bound(obj):
-        obj["status"] = {"phase": "Bound"}
-    store.modify("persistentvolumeclaims", "default", claim, _bound, subresource="status")
+    store.create("persistentvolumeclaims", {"metadata": {"name": claim, "namespace": namespace}, "spec": {
+        "volumeName": volume_name, "storageClassName": "", "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}})
 
 
 def _pod(ctx, mounts, volumes=None, phase="Running", containers=None, env=None):
     container = {"name": "app", "image": "python:3.11", "volumeMounts": mounts, "env": env or []}
-    body = {"metadata": {"name": "app-0", "namespace": "default"}, "spec": {
+    return {"metadata": {"name": "app-0", "namespace": ctx.extras["ns"], "uid": str(uuid.uuid4())}, "spec": {
         "nodeName": "lab-node-1", "containers": containers or [container],
-        "volumes": volumes or [{"name": "data", "persistentVolumeClaim": {"claimName": "data"}}]}}
-    ctx.store.create("pods", body)
-
-    def _status(obj):
-        obj["status"] = {"phase": phase, "containerStatuses": [
+        "volumes": volumes or [{"name": "data", "persistentVolumeClaim": {"claimName": "data"}}]},
+        "status": {"phase": phase, "containerStatuses": [
             {"name": c["name"], "state": {"running": {}} if phase == "Running" else {"waiting": {"reason": "ContainerCreating"}}}
-            for c in obj["spec"]["containers"]]}
-    return ctx.store.modify("pods", "default", "app-0", _status, subresource="status")
+            for c in containers or [container]]}}
 
 
 def _unique_missing_dir(parent):
@@ -120,7 +129,7 @@ def test_two_volumes_sub_path_and_read_only(ctx):
 
 
 def test_environment_exit_code_stdin_and_workdir(ctx):
-    ctx.store.create("secrets", {"metadata": {"name": "db", "namespace": "default"},
+    ctx.store.create("secrets", {"metadata": {"name": "db", "namespace": ctx.extras["ns"]},
                                  "data": {"password": base64.b64encode(b"s3cret").decode()}})
     env = [{"name": "USER_NAME", "value": "app"}, {"name": "GREETING", "value": "hi $(USER_NAME)"},
            {"name": "PASSWORD", "valueFrom": {"secretKeyRef": {"name": "db", "key": "password"}}},
@@ -135,7 +144,7 @@ def test_environment_exit_code_stdin_and_workdir(ctx):
 
 
 def test_config_map_volume_is_projected_as_files(ctx):
-    ctx.store.create("configmaps", {"metadata": {"name": "cfg", "namespace": "default"}, "data": {"app.ini": "[main]\n"}})
+    ctx.store.create("configmaps", {"metadata": {"name": "cfg", "namespace": ctx.extras["ns"]}, "data": {"app.ini": "[main]\n"}})
     volumes = [{"name": "data", "persistentVolumeClaim": {"claimName": "data"}}, {"name": "cfg", "configMap": {"name": "cfg"}}]
     mount_path = _unique_missing_dir("/etc")
     pod = _pod(ctx, [{"name": "cfg", "mountPath": mount_path}], volumes=volumes)
@@ -172,7 +181,8 @@ def test_missing_command_is_an_exec_failure(ctx):
 
 
 def test_unbound_claim_cannot_be_mounted(ctx):
-    ctx.store.create("persistentvolumeclaims", {"metadata": {"name": "pending", "namespace": "default"}, "spec": {}})
+    ctx.store.create("persistentvolumeclaims", {"metadata": {"name": "pending", "namespace": ctx.extras["ns"]}, "spec": {
+        "storageClassName": "", "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}})
     pod = _pod(ctx, [{"name": "p", "mountPath": "/srv"}], volumes=[{"name": "p", "persistentVolumeClaim": {"claimName": "pending"}}])
     with pytest.raises(pods.PodExecError, match="not bound"):
         pods.run_in_pod(ctx, pod, "app", ["true"])
