@@ -39,10 +39,7 @@ def _job(lab, tmp_path, suffix, answers=None):
     if 'kubernetes' in template['credentials']:
         cluster = yaml.safe_load(pathlib.Path(lab.kubeconfig).read_text(encoding='utf-8'))['clusters'][0]['cluster']
         ca_file = tmp_path / 'k8s-ca.pem'
-        if 'certificate-authority-data' in cluster:
-            ca_file.write_bytes(base64.b64decode(cluster['certificate-authority-data']))
-        else:
-            ca_file.write_text(pathlib.Path(cluster['certificate-authority']).read_text(encoding='utf-8'), encoding='utf-8')
+        ca_file.write_bytes(base64.b64decode(cluster['certificate-authority-data']))
         env.update(K8S_AUTH_HOST=cluster['server'], K8S_AUTH_API_KEY=lab.token, K8S_AUTH_VERIFY_SSL='True',
                    K8S_AUTH_SSL_CA_CERT=str(ca_file))
     survey = {item['variable']: item['default'] for item in template.get('survey', []) or []}

@@ -137,8 +137,7 @@ def test_killed_in_the_plan_target_and_report_phases_each_rerun_goes_on(lab, run
 
     # 2. Target: the re-run gets past the plan and is killed inside longhorn_backup_target, the moment phase 1
     # created the credential Secret and before phase 2 wrote the BackupTarget.
-    _run_and_kill(lab, tmp_path, 'target', lambda e: e.rtype_key == SECRETS_KEY and e.type == 'ADDED'
-                  and e.obj['metadata']['name'] == CREDENTIAL_SECRET, {'restore_cluster_method': 'volumes'})
+    _run_and_kill(lab, tmp_path, 'target', lambda r: r.created(SECRETS_KEY, CREDENTIAL_SECRET), {'restore_cluster_method': 'volumes'})
     assert _secret(lab) is not None
     assert lab.store.get('backuptargets', 'longhorn-system', 'default')['spec'] == target_before, 'the target was written'
     assert _volumes(lab) == {} and _pvs(lab) == {} and _claims(lab) == {}

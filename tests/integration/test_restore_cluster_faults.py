@@ -92,10 +92,11 @@ def _restored(volume):
 
 
 class _Trigger:
-    """Runs ``action`` and sets ``fired`` on the ``count``-th committed store event that ``match(event)`` accepts.
+    """Runs ``action`` and sets ``fired`` on the ``count``-th API request of the run that ``match(request)`` accepts.
 
-    Store listeners run under the store lock, right after the change is committed: whatever ``action`` does
-    (it must be quick and must not touch the store) happens before the store accepts the next change.
+    Requests are seen at the lab's API proxy once the API server has answered and before the client hears the
+    answer (Lab.add_request_listener): whatever ``action`` does (it must be quick and must not call the API)
+    happens before the run can take its next step.
     """
 
     def __init__(self, lab, match, count=1, action=None):
@@ -104,10 +105,10 @@ class _Trigger:
         self.action = action
         self.seen = 0
         self.fired = threading.Event()
-        lab.store.add_listener(self)
+        lab.add_request_listener(self)
 
-    def __call__(self, event):
-        if self.fired.is_set() or not self.match(event):
+    def __call__(self, request):
+        if self.fired.is_set() or not self.match(request):
             return
         self.seen += 1
         if self.seen >= self.count:
@@ -171,10 +172,11 @@ def _survivors(groups, timeout=10.0):
 
 
 def _run_and_kill(lab, tmp_path, label, match, extra_vars, count=1):
-    """Start the restore playbook as the harness would; SIGKILL it with its module at the ``count``-th matching store event.
+    """Start the restore playbook as the harness would; SIGKILL it with its module at the ``count``-th matching API request.
 
-    The kill is sent from the store listener, to the playbook, its workers and the running module, so
-    they make at most the one request they may already have in flight after the event. Returns (stdout, stderr), already scanned for the lab's credentials.
+    The kill is sent from the lab's API proxy before the answer to that request is relayed, to the playbook,
+    its workers and the running module, so they make at most the requests they already have in flight.
+    Returns (stdout, stderr), already scanned for the lab's credentials.
     """
     tmp_dir = tmp_path / f'killed-{label}'
     tmp_dir.mkdir()
@@ -276,7 +278,7 @@ def test_interrupted_restore_resumes_without_duplicates(lab, run_playbook, tmp_p
 
     # Killed in phase 4, one volume at a time, the moment the second Volume is created: the first volume
     # is restored, the second is restoring, the third is not started.
-    _run_and_kill(lab, tmp_path, 'phase-4', lambda e: e.rtype_key == VOLUMES_KEY and e.type == 'ADDED',
+    _run_and_kill(lab, tmp_path, 'phase-4', lambda r: r.created(VOLUMES_KEY),
                   {'restore_cluster_method': 'volumes', 'restore_cluster_concurrency': 1}, count=2)
     interrupted = _volumes(lab)
     assert sorted(interrupted) == names[:2], sorted(interrupted)
@@ -295,7 +297,7 @@ def test_restore_interrupted_between_pv_and_pvc_resumes(lab, run_playbook, tmp_p
     """Killed in phase 5 right after the first PV is created, before its claim: the re-run still knows the claim."""
     volumes = _backed_up_and_wiped(lab, run_playbook)
     names = sorted(volumes.values())
-    _run_and_kill(lab, tmp_path, 'phase-5', lambda e: e.rtype_key == PVS_KEY and e.type == 'ADDED', {'restore_cluster_method': 'volumes'})
+    _run_and_kill(lab, tmp_path, 'phase-5', lambda r: r.created(PVS_KEY), {'restore_cluster_method': 'volumes'})
     assert sorted(_volumes(lab)) == names
     assert len(_pvs(lab)) == 1 and _claims(lab) == {}, (sorted(_pvs(lab)), sorted(_claims(lab)))
     # Longhorn records the new PV on its volume long before anyone re-runs, and resets the kubernetesStatus
@@ -316,7 +318,7 @@ def test_s3_outage_during_sync_wait_fails_clearly_and_restores_nothing(lab, run_
     # The outage starts when phase 1 writes the credential Secret, i.e. after the plan read the bucket:
     # from then on the bucket cuts every request for a backup's config (the listings still answer, so
     # the BackupTarget is available and synced, but Longhorn can never sync a Backup).
-    _Trigger(lab, lambda e: e.rtype_key == SECRETS_KEY and e.type == 'ADDED' and e.obj['metadata']['name'] == CREDENTIAL_SECRET,
+    _Trigger(lab, lambda r: r.created(SECRETS_KEY, CREDENTIAL_SECRET),
              action=lambda: lab.s3_fault('down', paths='backups/backup_'))
     mark = lab.audit_mark()
     sync_timeout = 20
@@ -404,7 +406,7 @@ def test_total_s3_outage_after_the_plan_fails_at_the_target_and_restores_nothing
     backup = run_playbook('longhorn_volume_backup.yml')
     assert backup.rc == 0, str(backup)
     lab.wipe_cluster()
-    _Trigger(lab, lambda e: e.rtype_key == SECRETS_KEY and e.type == 'ADDED' and e.obj['metadata']['name'] == CREDENTIAL_SECRET,
+    _Trigger(lab, lambda r: r.created(SECRETS_KEY, CREDENTIAL_SECRET),
              action=lambda: lab.s3_fault('down'))
     mark = lab.audit_mark()
     sync_timeout = 15

@@ -88,7 +88,7 @@ def test_retry_restores_into_a_fresh_volume_and_keeps_the_failed_one(lab, run_pl
     speed = lab.ctx.config.restore_speed_mbps
     lab.ctx.config.restore_speed_mbps = 1.0
     try:
-        _run_and_kill(lab, tmp_path, 'retry', lambda e: e.rtype_key == VOLUMES_KEY and e.type == 'ADDED', {'restore_cluster_method': 'volumes'})
+        _run_and_kill(lab, tmp_path, 'retry', lambda r: r.created(VOLUMES_KEY), {'restore_cluster_method': 'volumes'})
     finally:
         lab.ctx.config.restore_speed_mbps = speed
     assert volume_file(lab, broken, USER_FILE) == USER_TEXT, 'the data written into the failed volume is gone'

@@ -262,12 +262,12 @@ class ApiProxy:
     def __exit__(self, *exc):
         self.stop()
 
-    def _record(self, method, target, status, headers=None):
+    def _record(self, method, target, status, headers=None, body=b""):
         with self._lock:
             self.requests.append((method, target, status))
         if self._on_request is not None:
             try:
-                self._on_request(method, target, status, headers or {})
+                self._on_request(method, target, status, headers or {}, body)
             except Exception:  # pylint: disable=broad-except
                 LOG.exception("lab API proxy: on_request")
 
@@ -314,8 +314,10 @@ class ApiProxy:
                     return
                 (_version, status, *_reason), response_headers = _parse_head(response_head)
                 status = int(status)
+                # Recorded before the client hears the answer: a listener acting on this request
+                # (a test killing the client, say) acts before the client can take its next step.
+                self._record(method, target, status, headers, bytes(request[len(head):]))
                 await client.send(response_head)
-                self._record(method, target, status, headers)
                 if status == 101:
                     # An upgraded connection (exec, attach, port-forward): bytes both ways until one side closes.
                     pumps = [asyncio.ensure_future(_pump(client, upstream)), asyncio.ensure_future(_pump(upstream, client))]

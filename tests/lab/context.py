@@ -30,11 +30,6 @@ class LabConfig:
     s3_port: int = 0
 
     @property
-    def cluster(self):
-        # Transitional: tests/lab/fixtures.py still asks which cluster a lab runs on; the real one is the only one.
-        return "real"
-
-    @property
     def longhorn_minor(self):
         major, minor = self.longhorn_version.lstrip("v").split(".")[:2]
         return int(major), int(minor)

@@ -70,13 +70,11 @@ def lab_template(tmp_path_factory):
 
     A real control plane bootstraps Kubernetes and installs Longhorn in about 20 s; a lab seeded
     with a copy of that datastore starts in about 4 s. Built once per set of options and per
-    pytest process (each xdist worker has its own). None on the home-made API server.
+    pytest process (each xdist worker has its own).
     """
     root = tmp_path_factory.getbasetemp() / "lab-templates"
 
     def _template(**options):
-        if LabConfig(state_dir="", **options).cluster != "real":
-            return None
         return prepare_template(str(root), **options)
 
     return _template

@@ -13,6 +13,7 @@ and Longhorn comes back freshly installed.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import hashlib
 import json
@@ -59,6 +60,46 @@ def _import(name):
     return module
 
 
+@dataclasses.dataclass
+class ApiRequest:
+    """One request through the lab's API proxy, as a test trigger sees it (never its body)."""
+
+    verb: str
+    group: str
+    plural: str
+    namespace: str
+    name: str
+    status: int
+
+    @classmethod
+    def parse(cls, verb, path, status, body=b""):
+        """``/api/v1[/namespaces/NS]/PLURAL[/NAME]`` or ``/apis/GROUP/VERSION[/namespaces/NS]/PLURAL[/NAME]``;
+        the name of a create comes from the body's metadata."""
+        parts = [p for p in path.split("/") if p]
+        if parts[:1] == ["api"]:
+            group, rest = "", parts[2:]
+        elif parts[:1] == ["apis"] and len(parts) >= 3:
+            group, rest = parts[1], parts[3:]
+        else:
+            group, rest = "", []
+        namespace = ""
+        if len(rest) >= 3 and rest[0] == "namespaces":
+            namespace, rest = rest[1], rest[2:]
+        plural = rest[0] if rest else ""
+        name = rest[1] if len(rest) > 1 else ""
+        if verb == "create" and not name and body:
+            try:
+                name = (json.loads(body).get("metadata") or {}).get("name") or ""
+            except (ValueError, AttributeError):
+                name = ""
+        return cls(verb=verb, group=group, plural=plural, namespace=namespace, name=name, status=int(status or 0))
+
+    def created(self, key, name=None):
+        """Whether this request created an object of ``key`` (group, plural), named ``name`` if given."""
+        return self.verb == "create" and (self.group, self.plural) == tuple(key) and self.status == 201 \
+            and (name is None or self.name == name)
+
+
 class Lab:
     def __init__(self, state_dir=None, config=None, template=None, **overrides):
         if config is None:
@@ -77,6 +118,7 @@ class Lab:
         self.manager = None
         self.token = None
         self._lock = threading.Lock()
+        self._request_listeners = []
         self.started = False
 
     # ---- lifecycle --------------------------------------------------------
@@ -132,7 +174,11 @@ class Lab:
                               self.faults, port=self.config.api_port, on_request=self._audit_request).start()
         with open(self.cluster.kubeconfig, encoding="utf-8") as handle:
             kubeconfig = yaml.safe_load(handle)
-        kubeconfig["clusters"][0]["cluster"]["server"] = self.proxy.url
+        cluster = kubeconfig["clusters"][0]["cluster"]
+        cluster["server"] = self.proxy.url
+        # Embedded, as in the kubeconfig k3s writes (/etc/rancher/k3s/k3s.yaml), so it can be copied anywhere.
+        with open(cluster.pop("certificate-authority"), "rb") as handle:
+            cluster["certificate-authority-data"] = base64.b64encode(handle.read()).decode()
         kubeconfig["contexts"][0]["context"]["namespace"] = "default"
         with open(self.kubeconfig + ".tmp", "w", encoding="utf-8") as handle:
             yaml.safe_dump(kubeconfig, handle, default_flow_style=False)
@@ -141,7 +187,14 @@ class Lab:
 
     _VERBS = {"GET": "get", "POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
 
-    def _audit_request(self, method, target, status, headers):
+    def add_request_listener(self, listener):
+        """``listener(request)`` for each request the collection's clients make through the lab's API
+        proxy (an :class:`ApiRequest`), called once the API server has answered and before the client
+        has the answer. It runs on the proxy's thread: it must be quick and must not call the API."""
+        with self._lock:
+            self._request_listeners.append(listener)
+
+    def _audit_request(self, method, target, status, headers, body=b""):
         split = urllib.parse.urlsplit(target)
         query = {k: v[0] if len(v) == 1 else v for k, v in urllib.parse.parse_qs(split.query).items()}
         path = urllib.parse.unquote(split.path)
@@ -152,6 +205,12 @@ class Lab:
         write = verb in ("create", "update", "patch", "delete") and not streaming
         self._audit.record(verb=verb, method=method, path=path, query=query, dry_run="dryRun" in query, write=write,
                            code=status, user_agent=headers.get("user-agent", ""))
+        with self._lock:
+            listeners = list(self._request_listeners)
+        if listeners:
+            request = ApiRequest.parse(verb, path, status, body)
+            for listener in listeners:
+                listener(request)
 
     def _start_informers(self):
         watched = sorted({key for controller in self.manager.controllers() for key in controller.watches})

@@ -81,7 +81,7 @@ class KubeEnv:
         if storage_class and self.store.try_get("storageclasses", "", "longhorn") is None:
             self.store.create("storageclasses", LONGHORN_STORAGE_CLASS)
         self.manager = self.cluster.manager
-        for controller_class in controllers if controllers is not None else csi.REAL_CLUSTER_CONTROLLERS:
+        for controller_class in controllers if controllers is not None else csi.CONTROLLERS:
             self.manager.add(controller_class(self.ctx))
         if longhorn:
             self.manager.add(FakeLonghorn(self.ctx))

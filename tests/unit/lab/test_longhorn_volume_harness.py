@@ -88,7 +88,7 @@ class LonghornEnv:
             for controller_class in module.CONTROLLERS:
                 self.manager.add(controller_class(self.ctx))
         # Longhorn's CSI plugin, as in the lab: pods on the real node get their volumes attached.
-        for controller_class in csi.REAL_CLUSTER_CONTROLLERS:
+        for controller_class in csi.CONTROLLERS:
             self.manager.add(controller_class(self.ctx))
         self.cluster.start_controllers()
 
