@@ -211,3 +211,16 @@ class AdmissionServer:
                       "metadata": {"name": "longhorn-webhook-validator"},
                       "webhooks": [webhook(VALIDATOR, VALIDATION_PATH, ["CREATE", "UPDATE", "DELETE"])]}
         return mutating, validating
+
+    def register(self, admin, ca_cert_path):
+        """Create the webhook configurations through ``admin`` (an ApiClient), or point existing ones at this
+        server: a datastore from an earlier start names the admission server's earlier port."""
+        with open(ca_cert_path, encoding="utf-8") as handle:
+            configurations = self.configurations(handle.read())
+        for body in configurations:
+            plural = body["kind"].lower() + "s"
+            current = admin.try_get(plural, "", body["metadata"]["name"])
+            if current is None:
+                admin.create(plural, body)
+            elif [w.get("clientConfig") for w in current.get("webhooks") or []] != [w["clientConfig"] for w in body["webhooks"]]:
+                admin.modify(plural, "", body["metadata"]["name"], lambda obj, new=body: obj.update(webhooks=new["webhooks"]))

@@ -25,7 +25,7 @@ from .api_client import ApiClient
 from .context import LabConfig, LabContext
 from .control_plane.cluster import ControlPlane
 from .controllers.runtime import ControllerManager
-from .lab import WEBHOOK_MODULES, Lab, prepare_template
+from .lab import WEBHOOK_MODULES, Lab, prepare_template, seed_cluster_dir
 
 REAL_TARGET_ENV = {
     "kubeconfig": "LONGHORN_DR_TARGET_KUBECONFIG",
@@ -117,15 +117,6 @@ def target(request):
     return request.getfixturevalue("lab_session")
 
 
-def seed_cluster_dir(template, cluster_dir):
-    """Copy a template's control-plane state (PKI, datastore) into ``cluster_dir``: a ControlPlane there
-    starts in seconds, with Kubernetes bootstrapped and Longhorn's objects in its datastore."""
-    if not os.path.exists(os.path.join(str(cluster_dir), "db")):
-        shutil.copytree(os.path.join(template, "cluster"), str(cluster_dir), ignore=shutil.ignore_patterns("logs", "audit.log"),
-                        dirs_exist_ok=True)
-    return str(cluster_dir)
-
-
 class SeededCluster:
     """A real control plane seeded from a lab template (Kubernetes bootstrapped, Longhorn's CRDs and
     objects installed), with Longhorn's webhooks served and a client as Longhorn's service account,
@@ -156,20 +147,9 @@ class SeededCluster:
             __import__(name, fromlist=["register"]).register(chain, self.ctx)
         self.admission = AdmissionServer(chain, self.store.registry, self.cluster.pki.path("webhook-serving.crt"),
                                          self.cluster.pki.path("webhook-serving.key")).start()
-        self._point_webhooks()
+        self.admission.register(self.admin, self.cluster.pki.ca_cert)
         self.manager = ControllerManager(self.store)
         return self
-
-    def _point_webhooks(self):
-        """The template's webhook configurations name the template's admission port: follow this server's."""
-        with open(self.cluster.pki.ca_cert, encoding="utf-8") as handle:
-            configurations = self.admission.configurations(handle.read())
-        for body in configurations:
-            plural = body["kind"].lower() + "s"
-            if self.admin.try_get(plural, "", body["metadata"]["name"]) is None:
-                self.admin.create(plural, body)
-            else:
-                self.admin.modify(plural, "", body["metadata"]["name"], lambda obj, new=body: obj.update(webhooks=new["webhooks"]))
 
     def start_controllers(self):
         """Informers for what the added controllers watch, synced before they start (as the lab does)."""
@@ -189,7 +169,7 @@ class SeededCluster:
             shutil.rmtree(self.config.path(sub), ignore_errors=True)
         self.cluster.start()
         self.store.registry.refresh()
-        self._point_webhooks()
+        self.admission.register(self.admin, self.cluster.pki.ca_cert)
         watched = sorted({key for controller in self.manager.controllers() for key in controller.watches})
         self.store.start_informers(watched)
         self.store.wait_synced(timeout=60)

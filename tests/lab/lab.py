@@ -134,8 +134,8 @@ class Lab:
                            port=self.config.s3_port)
         self.s3.start()
         cluster_dir = self.config.path("cluster")
-        if self.template and not os.path.exists(os.path.join(cluster_dir, "db")):
-            shutil.copytree(os.path.join(self.template, "cluster"), cluster_dir, ignore=shutil.ignore_patterns("logs", "audit.log"))
+        if self.template:
+            seed_cluster_dir(self.template, cluster_dir)
         self.cluster = ControlPlane(cluster_dir, api_port=self.config.api_port)
         # The node's runtime reads pods, claims and volumes as Longhorn's service account, as the
         # emulator does: only the collection (and tests) use the admin user the audit log follows.
@@ -241,16 +241,7 @@ class Lab:
 
     def _install(self):
         """Longhorn's webhook configurations first (its CRs are admitted by them), then Longhorn itself."""
-        with open(self.cluster.pki.ca_cert, encoding="utf-8") as handle:
-            configurations = self.admission.configurations(handle.read())
-        for body in configurations:
-            plural = body["kind"].lower() + "s"
-            current = self._admin.try_get(plural, "", body["metadata"]["name"])
-            if current is None:
-                self._admin.create(plural, body)
-            elif [w.get("clientConfig") for w in current.get("webhooks") or []] != [w["clientConfig"] for w in body["webhooks"]]:
-                # A datastore from an earlier start names the admission server's earlier port.
-                self._admin.modify(plural, "", body["metadata"]["name"], lambda obj, new=body: obj.update(webhooks=new["webhooks"]))
+        self.admission.register(self._admin, self.cluster.pki.ca_cert)
         from .longhorn.install import install_longhorn
         install_longhorn(self.ctx)
         # A namespace for apps, as every cluster has.
@@ -412,6 +403,15 @@ class Lab:
     def clear_faults(self):
         self.faults.clear()
         self.s3.faults.clear()
+
+
+def seed_cluster_dir(template, cluster_dir):
+    """Copy a template's control-plane state (PKI, datastore) into ``cluster_dir`` unless it has a datastore:
+    a ControlPlane there starts in seconds, with Kubernetes bootstrapped and Longhorn's objects in place."""
+    if not os.path.exists(os.path.join(str(cluster_dir), "db")):
+        shutil.copytree(os.path.join(template, "cluster"), str(cluster_dir), ignore=shutil.ignore_patterns("logs", "audit.log"),
+                        dirs_exist_ok=True)
+    return str(cluster_dir)
 
 
 def prepare_template(root, **options):

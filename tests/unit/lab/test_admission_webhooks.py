@@ -13,7 +13,7 @@ import pytest
 
 from tests.lab.admission import AdmissionChain, AdmissionServer, _json_patch
 from tests.lab.control_plane.cluster import ControlPlane
-from tests.lab.fixtures import seed_cluster_dir
+from tests.lab.lab import seed_cluster_dir
 from tests.lab import api_errors as errors
 
 GADGETS = {

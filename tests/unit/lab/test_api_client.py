@@ -20,7 +20,7 @@ import pytest
 
 from tests.lab.api_client import ApiClient, ResourceType, api_error
 from tests.lab.control_plane.cluster import ControlPlane
-from tests.lab.fixtures import seed_cluster_dir
+from tests.lab.lab import seed_cluster_dir
 from tests.lab import api_errors as errors
 
 GROUP = "lab.example.com"

@@ -27,7 +27,7 @@ from tests.lab.api_client import ApiClient
 from tests.lab.api_proxy import ApiProxy
 from tests.lab.control_plane import build
 from tests.lab.faults import Faults
-from tests.lab.fixtures import seed_cluster_dir
+from tests.lab.lab import seed_cluster_dir
 from tests.lab import api_errors as errors
 
 NAMESPACE = "default"
