@@ -197,6 +197,7 @@ class ApiClient:
         self._informers = {}
         self._watches = weakref.WeakSet()
         self._lock = threading.Lock()
+        self.stopped = False        # read by deferred work that may fire after the lab is gone
 
     def __repr__(self):
         return "ApiClient(%r)" % self.server     # never the token
@@ -243,8 +244,10 @@ class ApiClient:
 
     def _stream(self, path, query, holder, read_timeout=None):
         """Yield ``(type, object)`` from a watch; ``holder.response`` lets another thread cut the stream."""
+        # A 429 (the API server's watch cache still starting) comes back as TooManyRequests, not as a retry error.
         resp = self._http.request("GET", self._url(path, query), headers=self._headers(), preload_content=False,
-                                  timeout=urllib3.Timeout(connect=self.timeout, read=read_timeout))
+                                  timeout=urllib3.Timeout(connect=self.timeout, read=read_timeout),
+                                  retries=urllib3.Retry(total=3, connect=3, read=0, status=0, redirect=0, respect_retry_after_header=False))
         holder.response = resp
         try:
             if holder.closed:
@@ -434,6 +437,7 @@ class ApiClient:
         return counts
 
     def stop(self):
+        self.stopped = True
         with self._lock:
             informers, self._informers = list(self._informers.values()), {}
             watches, self._watches = list(self._watches), weakref.WeakSet()
@@ -543,6 +547,9 @@ class _Informer(threading.Thread, _Cuttable):
                 failures = 0
             except errors.Gone:
                 self.relist = True
+            except errors.TooManyRequests:
+                # The watch may resume from the same resourceVersion once the watch cache is ready.
+                self._stopped.wait(0.2)
             except Exception as exc:  # pylint: disable=broad-except
                 if self._stopped.is_set():
                     return

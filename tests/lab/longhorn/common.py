@@ -124,10 +124,15 @@ def request_sync(store, plural, name):
     def _later():
         with _DEFERRED_LOCK:
             _DEFERRED.discard(key)
+        if getattr(store, "stopped", False):
+            return      # the lab stopped in the meantime: nobody is left to wake
         try:
             request_sync(store, plural, name)
         except errors.ApiError as exc:
             LOG.warning("deferred sync request of %s %s failed: %s", plural, name, exc.message)
+        except Exception:  # pylint: disable=broad-except
+            if not getattr(store, "stopped", False):
+                raise
     delay = (previous + datetime.timedelta(seconds=1) - now()).total_seconds() + 0.01
     timer = threading.Timer(max(delay, 0.01), _later)
     timer.daemon = True

@@ -10,6 +10,7 @@ Nothing is skipped: without built binaries the fixture fails with the BuildError
 from __future__ import annotations
 
 import base64
+import http.server
 import itertools
 import json
 import queue
@@ -418,3 +419,53 @@ def test_informer_relists_on_gone_and_emits_the_differences(informed, ns, client
     _until(lambda: int(informer.rv) > 1, what="the relisted resourceVersion")
     cached = [o["metadata"]["name"] for o in api.cached_list("configmaps", ns) if o["metadata"]["name"] != "kube-root-ca.crt"]
     assert cached == ["change", "new", "stay"]
+
+
+def test_a_watch_refused_with_429_raises_too_many_requests():
+    """The API server answers 429 with Retry-After while its watch cache starts: the caller sees the Status."""
+    class _Busy(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # pylint: disable=invalid-name
+            body = json.dumps({"kind": "Status", "code": 429, "reason": "TooManyRequests",
+                               "message": "storage is (re)initializing"}).encode()
+            self.send_response(429)
+            self.send_header("Retry-After", "1")
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):  # pylint: disable=arguments-differ
+            pass
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Busy)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        api = ApiClient("http://127.0.0.1:%d" % server.server_address[1], "token", None)
+        holder = type("Holder", (), {"closed": False, "response": None})()
+        with pytest.raises(errors.TooManyRequests, match="initializing"):
+            list(api._stream("/api/v1/configmaps", {"watch": "true"}, holder))
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_informer_waits_out_a_429_and_resumes_without_relisting(informed, ns, client, monkeypatch, caplog):
+    api, events = informed
+    client.create("configmaps", _cm("steady", ns))
+    _next_events(events, 1)
+    informer, release = _hold_reconnect(api, monkeypatch)
+    held_stream, refused = api._stream, []
+
+    def busy_once(*args, **kwargs):
+        if not refused:
+            refused.append(args)
+            raise errors.TooManyRequests("storage is (re)initializing")
+        return held_stream(*args, **kwargs)
+    monkeypatch.setattr(api, "_stream", busy_once)
+    client.patch("configmaps", ns, "steady", {"data": {"k": "after-429"}})
+    release.set()
+    (event,) = _next_events(events, 1)
+    assert (event.type, event.obj["data"]) == ("MODIFIED", {"k": "after-429"})
+    # The cut stream was relisted once; the 429 after it resumed the watch from the same resourceVersion,
+    # with no second list and nothing logged as a failure.
+    assert len(refused) == 1 and len(release.lists) == 1
+    assert not [r for r in caplog.records if "initializing" in r.getMessage()]

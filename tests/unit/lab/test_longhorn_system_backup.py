@@ -44,6 +44,7 @@ def _wait_final(env, name, timeout=30):  # pylint: disable=redefined-outer-name
 
 
 def _record_states(env, name):  # pylint: disable=redefined-outer-name
+    """The states the informer's watch delivers; it may trail a GET, so read it with ``_heard``."""
     states = []
 
     def _listen(event):
@@ -52,6 +53,11 @@ def _record_states(env, name):  # pylint: disable=redefined-outer-name
             if state is not None and (not states or states[-1] != state):
                 states.append(state)
     env.store.add_listener(_listen)
+    return states
+
+
+def _heard(states, final):
+    wait_for(lambda: states and states[-1] == final, what="the informer's event for state %s" % final)
     return states
 
 
@@ -117,7 +123,7 @@ def test_disabled_policy_archive_layout_and_upload(env):  # pylint: disable=rede
     system_backup = _wait_final(env, "sb-disabled")
     status = system_backup["status"]
     assert status["state"] == "Ready", status
-    assert states == ["CreatingVolumeBackups", "CreatingBackingImageBackups", "Generating", "Uploading", "Ready"]
+    assert _heard(states, "Ready") == ["CreatingVolumeBackups", "CreatingBackingImageBackups", "Generating", "Uploading", "Ready"]
     assert status["version"] == "v1.10.2"
     assert status["gitCommit"] == "020cf3d4c6935a38b57fe6e1305e1e7fb048bd20"
     assert status["managerImage"] == "longhornio/longhorn-manager:v1.10.2"
@@ -240,7 +246,7 @@ def test_system_backup_found_in_the_store_is_synced(env):  # pylint: disable=red
     states = _record_states(env, "sb-remote")
     env.sync_system_backups()
     status = _wait_final(env, "sb-remote")["status"]
-    assert states == ["Syncing", "Ready"]
+    assert _heard(states, "Ready") == ["Syncing", "Ready"]
     assert (status["version"], status["gitCommit"], status["managerImage"], status["createdAt"]) == (
         "v1.10.1", "29b7fda2", "longhornio/longhorn-manager:v1.10.1", "2026-10-01T08:00:00Z")
     # Nothing was backed up for a synced system backup.

@@ -139,6 +139,8 @@ def test_system_restore_after_a_rebuild(env):  # pylint: disable=redefined-outer
     restore = _wait_restore(env)
     status = restore["status"]
     assert status["state"] == "Completed", status
+    # The listener hears the informer's watch, which may trail the GET that saw the final state.
+    wait_for(lambda: seen and seen[-1][0] == "Completed", what="the informer's Completed event")
     states = [s for i, (s, _l) in enumerate(seen) if s and (i == 0 or seen[i - 1][0] != s)]
     assert states == ["Pending", "Initializing", "Downloading", "Unpacking", "Restoring", "Completed"]
     assert ("Restoring", "InProgress") in seen
