@@ -19,6 +19,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -119,7 +120,8 @@ def _heartbeat(label, started, stop):
 
 
 def build(force=False, out=sys.stdout):
-    """Build every component the cache does not hold yet."""
+    """Build every component the cache does not hold yet: one ``go build`` per Go module, so the
+    packages the Kubernetes programs share compile once and their links run side by side."""
     missing = [(name, pkg, module) for name, pkg, module in COMPONENTS if force or not os.access(binary_path(name), os.X_OK)]
     if not missing:
         return
@@ -129,23 +131,32 @@ def build(force=False, out=sys.stdout):
     total_start = time.monotonic()
     print("lab components: building %d of %d (Kubernetes %s) into %s; the first build takes minutes"
           % (len(missing), len(COMPONENTS), version, cache_root()), file=out, flush=True)
-    for index, (name, package, module) in enumerate(missing, 1):
+    modules = []
+    for _name, _package, module in missing:
+        if module not in modules:
+            modules.append(module)
+    for module in modules:
+        names = [name for name, _package, m in missing if m == module]
+        packages = [package for _name, package, m in missing if m == module]
         started = time.monotonic()
-        print("[%d/%d] %s (%s)" % (index, len(missing), name, package), file=out, flush=True)
+        print("  %s (%s)" % (", ".join(names), os.path.relpath(module, os.path.dirname(HERE))), file=out, flush=True)
         stop = threading.Event()
-        beat = threading.Thread(target=_heartbeat, args=(name, started, stop), daemon=True)
-        beat.start()
-        final = binary_path(name)
-        os.makedirs(os.path.dirname(final), exist_ok=True)
-        tmp = final + ".tmp"
+        threading.Thread(target=_heartbeat, args=(", ".join(names), started, stop), daemon=True).start()
+        final_dir = os.path.dirname(binary_path(names[0]))
+        os.makedirs(final_dir, exist_ok=True)
+        staging = tempfile.mkdtemp(prefix="build-", dir=final_dir)
         try:
-            result = subprocess.run([go, "build", "-trimpath", "-ldflags", _ldflags(version), "-o", tmp, package],
+            # With several packages, -o names a directory and each binary takes its package's last element.
+            target = staging + os.sep if len(packages) > 1 else os.path.join(staging, names[0])
+            result = subprocess.run([go, "build", "-trimpath", "-ldflags", _ldflags(version), "-o", target] + packages,
                                     cwd=module, env=env, capture_output=True, text=True, check=False)
+            if result.returncode != 0:
+                raise BuildError("go build %s failed (exit %d):\n%s" % (" ".join(packages), result.returncode, result.stderr[-4000:]))
+            for name in names:
+                os.replace(os.path.join(staging, name), binary_path(name))
         finally:
             stop.set()
-        if result.returncode != 0:
-            raise BuildError("go build %s failed (exit %d):\n%s" % (package, result.returncode, result.stderr[-4000:]))
-        os.replace(tmp, final)
+            shutil.rmtree(staging, ignore_errors=True)
         print("      built in %.0fs" % (time.monotonic() - started), file=out, flush=True)
     print("lab components: done in %.0fs" % (time.monotonic() - total_start), file=out, flush=True)
 
