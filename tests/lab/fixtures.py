@@ -7,25 +7,18 @@
 ``lab``          a fresh lab per test (function scope)
 ``lab_session``  one lab shared by a whole session (tests must not depend on its state)
 ``lab_factory``  start labs with options, e.g. ``lab_factory(longhorn_version="v1.7.2")``
-``seeded_cluster`` a real control plane from the template with Longhorn's webhooks, no lab controllers
+``seeded_cluster`` a lab from the template whose test picks the controllers that run
 ``target``       a real cluster + MinIO when LONGHORN_DR_TARGET_* is set, else ``lab_session``
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 from dataclasses import dataclass
 
 import pytest
 
-from . import node_exec
-from .admission import AdmissionChain, AdmissionServer
-from .api_client import ApiClient
-from .context import LabConfig, LabContext
-from .control_plane.cluster import ControlPlane
-from .controllers.runtime import ControllerManager
-from .lab import WEBHOOK_MODULES, Lab, prepare_template, seed_cluster_dir
+from .lab import Lab, prepare_template
 
 REAL_TARGET_ENV = {
     "kubeconfig": "LONGHORN_DR_TARGET_KUBECONFIG",
@@ -117,101 +110,43 @@ def target(request):
     return request.getfixturevalue("lab_session")
 
 
-class SeededCluster:
-    """A real control plane seeded from a lab template (Kubernetes bootstrapped, Longhorn's CRDs and
-    objects installed), with Longhorn's webhooks served and a client as Longhorn's service account,
-    but none of the lab's controllers: a test adds the ones it exercises to ``manager`` and calls
-    ``start_controllers()``. The controller-manager, scheduler and node agent are the real ones.
-    """
-
-    def __init__(self, state_dir, template, config=None, s3=None, faults=None, webhook_modules=WEBHOOK_MODULES):
-        from .faults import Faults
-        self.template = template
-        self.config = config or LabConfig(state_dir=os.path.abspath(str(state_dir)))
-        self.s3 = s3
-        self.faults = faults or Faults()
-        self.webhook_modules = webhook_modules
-        self.cluster = ControlPlane(seed_cluster_dir(template, self.config.path("cluster")))
-        # Pods' exec runs the lab's runtime over this state directory, as in the lab.
-        self.cluster.exec_command = node_exec.command(self.config.state_dir, self.cluster.kubeconfig_for("longhorn"))
-        self.admin = self.store = self.ctx = self.admission = self.manager = None
-
-    def start(self):
-        self.cluster.start()
-        self.admin = ApiClient.from_kubeconfig(self.cluster.kubeconfig)
-        self.store = ApiClient.from_kubeconfig(self.cluster.kubeconfig_for("longhorn"),
-                                               user_agent="longhorn-manager/%s" % self.config.longhorn_version)
-        self.ctx = LabContext(config=self.config, store=self.store, s3=self.s3, faults=self.faults)
-        chain = AdmissionChain()
-        for name in self.webhook_modules:
-            __import__(name, fromlist=["register"]).register(chain, self.ctx)
-        self.admission = AdmissionServer(chain, self.store.registry, self.cluster.pki.path("webhook-serving.crt"),
-                                         self.cluster.pki.path("webhook-serving.key")).start()
-        self.admission.register(self.admin, self.cluster.pki.ca_cert)
-        self.manager = ControllerManager(self.store)
-        return self
-
-    def start_controllers(self):
-        """Informers for what the added controllers watch, synced before they start (as the lab does)."""
-        watched = sorted({key for controller in self.manager.controllers() for key in controller.watches})
-        self.store.start_informers(watched)
-        if not self.store.wait_synced(timeout=60):
-            raise RuntimeError("informers did not sync within 60 s")
-        self.manager.start()
-        return self
-
-    def wipe(self):
-        """The lab's wipe: a fresh copy of the template's datastore (Longhorn installed), node data gone."""
-        self.store.stop()
-        self.cluster.wipe()
-        shutil.copytree(os.path.join(self.template, "cluster", "db"), self.cluster.path("db"))
-        for sub in ("volumes", "snapshots", "pods"):
-            shutil.rmtree(self.config.path(sub), ignore_errors=True)
-        self.cluster.start()
-        self.store.registry.refresh()
-        self.admission.register(self.admin, self.cluster.pki.ca_cert)
-        watched = sorted({key for controller in self.manager.controllers() for key in controller.watches})
-        self.store.start_informers(watched)
-        self.store.wait_synced(timeout=60)
-        self.manager.resync()
-
-    def stop(self):
-        if self.manager is not None:
-            self.manager.stop()
-        if self.admission is not None:
-            self.admission.stop()
-        if self.store is not None:
-            self.store.stop()
-        self.cluster.stop()
-
-
-def _seeded_clusters(root, lab_template):
+def _seeded_clusters(root, lab_template, default_s3):
     started = []
 
     def _start(s3=None, **config):
-        state_dir = os.path.join(str(root), "cluster-%d" % len(started))
         # Only the options that shape what Longhorn installs pick the template (each costs ~20 s once).
         shaping = {k: config[k] for k in ("longhorn_version", "legacy_backup_target_settings") if k in config}
-        running = SeededCluster(state_dir, lab_template(**shaping), config=LabConfig(state_dir=state_dir, **config), s3=s3)
+        running = Lab(os.path.join(str(root), "cluster-%d" % len(started)), template=lab_template(**shaping),
+                      s3=s3 or default_s3, controllers=(), **config)
         started.append(running)
         return running.start()
 
     return _start, started
 
 
+@pytest.fixture(scope="session")
+def lab_s3_server():
+    """One S3 server for the labs of unit tests that bring none of their own (each test uses its own prefix)."""
+    from .s3 import S3Server
+    with S3Server() as server:
+        yield server
+
+
 @pytest.fixture
-def seeded_cluster(tmp_path, lab_template):
-    """``seeded_cluster(s3=None, **config)``: a started SeededCluster per call, stopped after the test."""
-    start, started = _seeded_clusters(tmp_path, lab_template)
+def seeded_cluster(tmp_path, lab_template, lab_s3_server):
+    """``seeded_cluster(s3=None, **config)``: a started ``Lab(template=..., controllers=())`` per call, stopped
+    after the test: a real cluster with Longhorn installed and its webhooks served, but none of the lab's
+    controllers (a test adds the ones it exercises and calls ``start_controllers()``)."""
+    start, started = _seeded_clusters(tmp_path, lab_template, lab_s3_server)
     yield start
     for running in started:
         running.stop()
 
 
 @pytest.fixture(scope="module")
-def module_seeded_cluster(tmp_path_factory, lab_template):
+def module_seeded_cluster(tmp_path_factory, lab_template, lab_s3_server):
     """As ``seeded_cluster``, stopped after the module: for tests that share one cluster."""
-    start, started = _seeded_clusters(tmp_path_factory.mktemp("seeded"), lab_template)
+    start, started = _seeded_clusters(tmp_path_factory.mktemp("seeded"), lab_template, lab_s3_server)
     yield start
     for running in started:
         running.stop()

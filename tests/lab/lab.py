@@ -101,15 +101,26 @@ class ApiRequest:
 
 
 class Lab:
-    def __init__(self, state_dir=None, config=None, template=None, **overrides):
+    """``Lab(state_dir, template=None, s3=None, controllers=CONTROLLER_MODULES, **options)``
+
+    ``template``     a stopped lab's state directory (see prepare_template) whose datastore seeds this one's;
+    ``s3``           a running S3Server to use (and leave running); by default the lab starts its own;
+    ``controllers``  the modules whose CONTROLLERS run. With ``()`` a test adds the controllers it
+                     exercises to ``manager`` and calls ``start_controllers()``. Kubernetes' own
+                     controllers, the scheduler and the node agent run either way.
+    """
+
+    def __init__(self, state_dir=None, config=None, template=None, *, s3=None, controllers=CONTROLLER_MODULES, **overrides):
         if config is None:
             state_dir = state_dir or tempfile.mkdtemp(prefix="longhorn-dr-lab-")
             config = LabConfig(state_dir=os.path.abspath(state_dir), **overrides)
         self.config = config
-        # A stopped lab's state directory (see prepare_template) whose datastore seeds this lab's.
         self.template = template
+        self.controller_modules = tuple(controllers)
         self.store = None
-        self.s3 = None
+        self.admin = None
+        self.s3 = s3
+        self._owns_s3 = s3 is None
         self.cluster = None
         self.admission = None
         self.proxy = None
@@ -130,9 +141,10 @@ class Lab:
         from .s3 import S3Server
 
         os.makedirs(self.config.state_dir, exist_ok=True)
-        self.s3 = S3Server(bucket=self.config.bucket, region=self.config.region, object_lock=self.config.object_lock,
-                           port=self.config.s3_port)
-        self.s3.start()
+        if self._owns_s3:
+            self.s3 = S3Server(bucket=self.config.bucket, region=self.config.region, object_lock=self.config.object_lock,
+                               port=self.config.s3_port)
+            self.s3.start()
         cluster_dir = self.config.path("cluster")
         if self.template:
             seed_cluster_dir(self.template, cluster_dir)
@@ -141,7 +153,7 @@ class Lab:
         # emulator does: only the collection (and tests) use the admin user the audit log follows.
         self.cluster.exec_command = node_exec.command(self.config.state_dir, self.cluster.kubeconfig_for("longhorn"))
         self.cluster.start()
-        self._admin = ApiClient.from_kubeconfig(self.cluster.kubeconfig)
+        self.admin = ApiClient.from_kubeconfig(self.cluster.kubeconfig)
         self._grant_longhorn_service_account()
         self.store = ApiClient.from_kubeconfig(self.cluster.kubeconfig_for("longhorn"), user_agent="longhorn-manager/%s" % self.config.longhorn_version)
         self.token = self.cluster.pki.token("admin")
@@ -154,13 +166,19 @@ class Lab:
         self._start_api_proxy()
         self._install()
         self.manager = ControllerManager(self.store)
-        for name in CONTROLLER_MODULES:
+        for name in self.controller_modules:
             for controller_class in _import(name).CONTROLLERS:
                 self.manager.add(controller_class(self.ctx))
-        self._start_informers()
-        self.manager.start()
+        if self.controller_modules:
+            self.start_controllers()
         self.started = True
         self.write_info()
+        return self
+
+    def start_controllers(self):
+        """Informers for what the manager's controllers watch, synced, then the controllers."""
+        self._start_informers()
+        self.manager.start()
         return self
 
     def _start_api_proxy(self):
@@ -225,8 +243,8 @@ class Lab:
                    "metadata": {"name": "longhorn-bind"},
                    "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
                    "subjects": [{"kind": "ServiceAccount", "name": "longhorn-service-account", "namespace": LONGHORN_NAMESPACE}]}
-        if self._admin.try_get(("rbac.authorization.k8s.io", "clusterrolebindings"), "", "longhorn-bind") is None:
-            self._admin.create(("rbac.authorization.k8s.io", "clusterrolebindings"), binding)
+        if self.admin.try_get(("rbac.authorization.k8s.io", "clusterrolebindings"), "", "longhorn-bind") is None:
+            self.admin.create(("rbac.authorization.k8s.io", "clusterrolebindings"), binding)
         # RBAC's caches follow the binding within moments; wait so the first controller write passes.
         review = {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
                   "spec": {"resourceAttributes": {"verb": "create", "group": "apiextensions.k8s.io", "resource": "customresourcedefinitions"}}}
@@ -241,7 +259,7 @@ class Lab:
 
     def _install(self):
         """Longhorn's webhook configurations first (its CRs are admitted by them), then Longhorn itself."""
-        self.admission.register(self._admin, self.cluster.pki.ca_cert)
+        self.admission.register(self.admin, self.cluster.pki.ca_cert)
         from .longhorn.install import install_longhorn
         install_longhorn(self.ctx)
         # A namespace for apps, as every cluster has.
@@ -256,11 +274,12 @@ class Lab:
         if self.proxy is not None:
             self.proxy.stop()
             self._audit.close()
-        if self.store is not None:
-            self.store.stop()
+        for client in (self.store, self.admin):
+            if client is not None:
+                client.stop()
         if self.cluster is not None:
             self.cluster.stop()
-        if self.s3 is not None:
+        if self.s3 is not None and self._owns_s3:
             self.s3.stop()
         self.started = False
         info = os.path.join(self.config.state_dir, LAB_INFO_FILE)

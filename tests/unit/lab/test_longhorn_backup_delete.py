@@ -10,7 +10,7 @@ import base64
 
 from tests.lab.longhorn.backup_target_controller import backup_volume_cr_name
 from tests.unit.lab.test_longhorn_backup_harness import (MIB, NS, SECRET_NAME, env, env_factory, rfc3339,  # noqa: F401 pylint: disable=unused-import
-                                                         s3_server, wait_for)
+                                                        wait_for)
 
 CR_ONLY = "longhorn.io/delete-custom-resource-only"
 

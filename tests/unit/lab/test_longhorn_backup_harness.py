@@ -24,9 +24,7 @@ from tests.lab.context import LONGHORN_NAMESPACE
 from tests.lab.controllers.runtime import Controller
 from tests.lab.longhorn import backup_controller, backup_target_controller, backup_volume_controller, settings_controller, snapshot_controller, volumedata
 from tests.lab.longhorn.backupstore import BackupStore
-from tests.lab.longhorn.install import install_longhorn
 from tests.lab.longhorn.targets import parse_backup_target_url
-from tests.lab.s3 import S3Server
 
 NS = LONGHORN_NAMESPACE
 MIB = 1024 * 1024
@@ -83,19 +81,17 @@ class StandInAttacher(Controller):
 class BackupEnv:
     """One in-process Longhorn emulator (backup side) for a test."""
 
-    def __init__(self, seeded_cluster, s3_server, attacher=True, **config):
+    def __init__(self, seeded_cluster, attacher=True, **config):
         config.setdefault("step_delay", 0.01)
-        self.cluster = seeded_cluster(s3=s3_server, bucket=s3_server.bucket, region=s3_server.region, **config)
+        self.cluster = seeded_cluster(**config)     # on the session's S3 server, under a prefix of its own
         self.config = self.cluster.config
-        self.s3 = s3_server
+        self.s3 = self.cluster.s3
         self.prefix = "t-%s" % uuid.uuid4().hex[:10]
-        self.target_url = s3_server.backup_target_url(self.prefix)
+        self.target_url = self.s3.backup_target_url(self.prefix)
         self.normalized_url = parse_backup_target_url(self.target_url).normalized
         self.faults = self.cluster.faults
         self.store = self.cluster.store
         self.ctx = self.cluster.ctx
-        # The template has Longhorn installed; installing again must change nothing (as on every lab start).
-        install_longhorn(self.ctx)
         self.manager = self.cluster.manager
         for module in (settings_controller, backup_target_controller, backup_volume_controller, snapshot_controller, backup_controller):
             for controller_class in module.CONTROLLERS:
@@ -223,20 +219,12 @@ class BackupEnv:
                              created_at=rfc3339(), volume_size=size, labels=labels or {})
 
 
-@pytest.fixture(scope="module")
-def s3_server():
-    server = S3Server()
-    server.start()
-    yield server
-    server.stop()
-
-
 @pytest.fixture
-def env_factory(seeded_cluster, s3_server):
+def env_factory(seeded_cluster):
     started = []
 
     def _start(**config):
-        running = BackupEnv(seeded_cluster, s3_server, **config)
+        running = BackupEnv(seeded_cluster, **config)
         started.append(running)
         return running
     yield _start

@@ -17,7 +17,7 @@ import pytest
 
 from tests.lab.longhorn import bucket_faults, snapshots, volumedata
 from tests.lab.longhorn.backupstore import CorruptBlock, MissingBlock
-from tests.unit.lab.test_longhorn_backup_harness import (MIB, NS, env, env_factory, s3_server,  # noqa: F401 pylint: disable=unused-import
+from tests.unit.lab.test_longhorn_backup_harness import (MIB, NS, env, env_factory,  # noqa: F401 pylint: disable=unused-import
                                                          wait_for)
 
 KUBERNETES_STATUS = json.dumps({"pvName": "pv-data", "pvStatus": "Bound", "namespace": "apps", "pvcName": "data",

@@ -13,7 +13,7 @@ import pytest
 
 from tests.lab.longhorn.backup_target_controller import backup_volume_cr_name
 from tests.unit.lab.test_longhorn_backup_harness import (MIB, NS, SECRET_NAME, env, env_factory, image_of, rfc3339,  # noqa: F401 pylint: disable=unused-import
-                                                         s3_server, wait_for)
+                                                        wait_for)
 
 
 def condition(target, ctype="Unavailable"):

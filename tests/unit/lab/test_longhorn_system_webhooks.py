@@ -14,7 +14,6 @@ from tests.unit.lab.test_longhorn_volume_harness import (  # noqa: F401 pylint: 
     NS,
     env,
     lh,
-    lh_s3_server,
     wait_for,
 )
 

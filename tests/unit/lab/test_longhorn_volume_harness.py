@@ -32,12 +32,10 @@ from tests.lab.longhorn import (
     volumedata,
 )
 from tests.lab.longhorn.backupstore import BackupStore
-from tests.lab.longhorn.install import install_longhorn
 from tests.lab.longhorn.system_backup_controller import SystemBackupController
 from tests.lab.longhorn.system_restore_controller import SystemRestoreController
 from tests.lab.longhorn.targets import parse_backup_target_url
 from tests.lab.longhorn.volume_controller import VolumeController
-from tests.lab.s3 import S3Server
 
 NS = LONGHORN_NAMESPACE
 MIB = 1024 * 1024
@@ -67,19 +65,17 @@ def wait_for(predicate, timeout=15.0, interval=0.02, what="condition"):
 class LonghornEnv:
     """One in-process Longhorn emulator for a test."""
 
-    def __init__(self, seeded_cluster, s3_server, **config):
+    def __init__(self, seeded_cluster, **config):
         config.setdefault("step_delay", 0.01)
-        self.cluster = seeded_cluster(s3=s3_server, bucket=s3_server.bucket, region=s3_server.region, **config)
+        self.cluster = seeded_cluster(**config)     # on the session's S3 server, under a prefix of its own
         self.config = self.cluster.config
-        self.s3 = s3_server
+        self.s3 = self.cluster.s3
         self.prefix = "t-%s" % uuid.uuid4().hex[:10]
-        self.target_url = s3_server.backup_target_url(self.prefix)
+        self.target_url = self.s3.backup_target_url(self.prefix)
         self.faults = self.cluster.faults
         self.store = self.cluster.store
         self.ctx = self.cluster.ctx
         self.ctx.extras["env"] = self
-        # The template has Longhorn installed; installing again must change nothing (as on every lab start).
-        install_longhorn(self.ctx)
         self.manager = self.cluster.manager
         self.volumes = self.manager.add(VolumeController(self.ctx))
         self.system_backups = self.manager.add(SystemBackupController(self.ctx))
@@ -179,22 +175,12 @@ class LonghornEnv:
 
     def wipe(self):
         """The cluster is rebuilt: every object and all node-local data are gone, the bucket stays."""
-        self.cluster.wipe()
-        install_longhorn(self.ctx)
-        self.manager.resync()
-
-
-@pytest.fixture(scope="session")
-def lh_s3_server():
-    server = S3Server()
-    server.start()
-    yield server
-    server.stop()
+        self.cluster.wipe_cluster()
 
 
 @pytest.fixture
-def env(seeded_cluster, lh_s3_server):
-    running = LonghornEnv(seeded_cluster, lh_s3_server)
+def env(seeded_cluster):
+    running = LonghornEnv(seeded_cluster)
     yield running
     running.stop()
 

@@ -16,7 +16,6 @@ from tests.unit.lab.test_longhorn_volume_harness import (  # noqa: F401 pylint: 
     NS,
     env,
     lh,
-    lh_s3_server,
 )
 
 
