@@ -38,6 +38,9 @@ export PATH := $(BIN):$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/$(COLLECTIONS)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
+# Keep compiled byte code. Some images set PYTHONDONTWRITEBYTECODE; then every module run
+# compiles the kubernetes client again (1.4 s of CPU per kubernetes.core task instead of 0.4 s).
+unexport PYTHONDONTWRITEBYTECODE
 # Fresh temp dir per make run: kubernetes.core caches API discovery in
 # $TMPDIR/k8srcp-*.json, which must not leak from one lab (or run) to the next.
 RUN_TMP := $(CURDIR)/$(BUILD)/tmp/run-$(shell date +%Y%m%d-%H%M%S)-$(shell echo $$PPID)

@@ -113,6 +113,8 @@ def test_drill_from_the_installed_copy_with_minimum_versions(tarball, tmp_path):
         secrets = [run.lab.secret_key, run.token_environment()['K8S_AUTH_API_KEY']]
     finally:
         run.stop()
+    # The drill's volumes method runs here only (test_demo_drill runs system_backup).
+    assert result['restore']['method'] == 'volumes'
     assert result['restore']['failures'] == [] and len(result['restore']['volumes']) == 3
     assert sorted(result['claims']) == ['monitoring/metrics', 'shop/data-db-0', 'shop/uploads']
     verify = result['verify']

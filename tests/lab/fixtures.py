@@ -62,10 +62,12 @@ def lab_template(tmp_path_factory):
     """``lab_template(**options)``: the state directory of a stopped lab to seed a new one from.
 
     A real control plane bootstraps Kubernetes and installs Longhorn in about 20 s; a lab seeded
-    with a copy of that datastore starts in about 4 s. Built once per set of options and per
-    pytest process (each xdist worker has its own).
+    with a copy of that datastore starts in about 4 s. Built once per run for each set of the
+    options that shape it (see lab.TEMPLATE_SHAPING), whichever xdist worker asks first.
     """
-    root = tmp_path_factory.getbasetemp() / "lab-templates"
+    base = tmp_path_factory.getbasetemp()
+    # Under pytest-xdist each worker's base is a directory of the run's: the workers share the templates.
+    root = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "lab-templates"
 
     def _template(**options):
         return prepare_template(str(root), **options)
@@ -114,9 +116,7 @@ def _seeded_clusters(root, lab_template, default_s3):
     started = []
 
     def _start(s3=None, **config):
-        # Only the options that shape what Longhorn installs pick the template (each costs ~20 s once).
-        shaping = {k: config[k] for k in ("longhorn_version", "legacy_backup_target_settings") if k in config}
-        running = Lab(os.path.join(str(root), "cluster-%d" % len(started)), template=lab_template(**shaping),
+        running = Lab(os.path.join(str(root), "cluster-%d" % len(started)), template=lab_template(**config),
                       s3=s3 or default_s3, controllers=(), **config)
         started.append(running)
         return running.start()

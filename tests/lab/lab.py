@@ -433,17 +433,26 @@ def seed_cluster_dir(template, cluster_dir):
     return str(cluster_dir)
 
 
+# The options that shape what a lab's datastore holds once Longhorn is installed (install_longhorn
+# reads only these); the others (speeds, step delay, bucket, ports) act at run time.
+TEMPLATE_SHAPING = ("longhorn_version", "legacy_backup_target_settings")
+
+
 def prepare_template(root, **options):
-    """A stopped lab with ``options`` under ``root``, started once: its datastore
-    (Kubernetes bootstrapped, Longhorn installed) seeds ``Lab(template=...)``, which then starts
-    in seconds. One per set of options, since they shape what Longhorn installs."""
-    config = LabConfig(state_dir="", **options)
-    shaping = {k: v for k, v in dataclasses.asdict(config).items() if k not in ("state_dir", "api_port", "s3_port")}
+    """A stopped lab under ``root`` whose datastore (Kubernetes bootstrapped, Longhorn installed as
+    ``options`` shape it) seeds ``Lab(template=...)``, which then starts in seconds. Built once per
+    shaping; processes sharing ``root`` (pytest-xdist workers) wait for the one that builds it."""
+    import fcntl
+    defaults = LabConfig(state_dir="", **options)
+    shaping = {key: getattr(defaults, key) for key in TEMPLATE_SHAPING}
     path = os.path.join(root, hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:12])
     ready = os.path.join(path, "template-ready")
-    if not os.path.exists(ready):
-        shutil.rmtree(path, ignore_errors=True)
-        Lab(path, **options).start().stop()
-        with open(ready, "w", encoding="utf-8") as handle:
-            json.dump(shaping, handle, sort_keys=True)
+    os.makedirs(root, exist_ok=True)
+    with open(path + ".lock", "w", encoding="utf-8") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not os.path.exists(ready):
+            shutil.rmtree(path, ignore_errors=True)
+            Lab(path, **shaping).start().stop()
+            with open(ready, "w", encoding="utf-8") as handle:
+                json.dump(shaping, handle, sort_keys=True)
     return path
