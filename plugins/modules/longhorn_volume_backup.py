@@ -154,7 +154,10 @@ backups:
       type: str
       sample: s3://backups@us-east-1/?backup=backup-1a2b3c4d5e6f7a8b&volume=pvc-0123abcd-test
     size:
-      description: Logical size of the backup in bytes, as Longhorn reports it.
+      description:
+        - Logical size of the backup in bytes, as Longhorn reports it.
+        - V(null) when Longhorn has marked the backup C(Completed) but not yet read it back from the backup target
+          (it fills the size in a second step).
       type: int
       sample: 4194304
     duration:

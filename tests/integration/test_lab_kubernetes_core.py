@@ -17,6 +17,8 @@ import textwrap
 
 import pytest
 
+from tests.integration.helpers import wait_until
+
 pytestmark = pytest.mark.integration
 
 NAMESPACE = "kc-test"
@@ -115,7 +117,10 @@ def test_k8s_create_idempotency_check_mode_and_absent(run_playbook, lab, tmp_pat
     assert absent.rc == 0, absent
     assert _task(absent, "RecurringJob")["changed"] is True, absent
     assert lab.store.try_get("recurringjobs", "longhorn-system", "nightly") is None
-    assert lab.store.try_get("namespaces", "", NAMESPACE) is None
+    # A deleted namespace is Terminating until kube-controller-manager's namespace controller empties it.
+    namespace = lab.store.try_get("namespaces", "", NAMESPACE)
+    assert namespace is None or namespace["metadata"].get("deletionTimestamp"), namespace
+    wait_until(lambda: lab.store.try_get("namespaces", "", NAMESPACE) is None, what="namespace kc-test gone", timeout=60)
     gone = run_playbook(playbook, extra_vars={"wanted": "absent"})
     assert gone.rc == 0 and gone.changed() == 0, gone
 
