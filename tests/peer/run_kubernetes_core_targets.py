@@ -77,12 +77,9 @@ EXPECTED_FAILURES = {
     "k8s_copy": NEEDS_NODE + ": k8s_cp needs tar and files inside a container image",
     "k8s_info": "stopped by the per-target timeout in 'Wait for multiple non-existent pods to be created' (600 s on a loaded "
                 "2-CPU machine); cause not found yet",
-    "k8s_apply": "test assumption not met here: 'Install kubernetes version' builds a virtualenv (no virtualenv executable)",
     # Not the lab's doing.
     "k8s_user_impersonation": "upstream v1.36 wording: ConstrainedImpersonation (beta, on by default since 1.36) refuses with "
                               "'cannot impersonate-on:serviceaccount:get resource', the target asserts the older 'cannot impersonate resource'",
-    "k8s_check_mode": "test assumption not met here: builds a virtualenv (no virtualenv executable) with an older kubernetes release from PyPI",
-    "k8s_validate": "test assumption not met here: builds a virtualenv (no virtualenv executable) with kubernetes-validate from PyPI",
     # The lab's control plane.
     "lookup_k8s": "lab config gap: the admin kubeconfig authenticates with a bearer token; setup_kubeconfig (kind-style) reads "
                   "client-certificate/client-key files from it (stat(None)); needs an admin client certificate in the kubeconfig",
