@@ -112,12 +112,12 @@ def target(request):
     return request.getfixturevalue("lab_session")
 
 
-def _seeded_clusters(root, lab_template, default_s3):
+def _seeded_clusters(root, lab_template, s3):
     started = []
 
-    def _start(s3=None, **config):
+    def _start(**config):
         running = Lab(os.path.join(str(root), "cluster-%d" % len(started)), template=lab_template(**config),
-                      s3=s3 or default_s3, controllers=(), **config)
+                      s3=s3, controllers=(), **config)
         started.append(running)
         return running.start()
 
@@ -126,7 +126,7 @@ def _seeded_clusters(root, lab_template, default_s3):
 
 @pytest.fixture(scope="session")
 def lab_s3_server():
-    """One S3 server for the labs of unit tests that bring none of their own (each test uses its own prefix)."""
+    """One S3 server for the seeded labs of a session (each test uses a prefix of its own)."""
     from .s3 import S3Server
     with S3Server() as server:
         yield server
@@ -134,7 +134,7 @@ def lab_s3_server():
 
 @pytest.fixture
 def seeded_cluster(tmp_path, lab_template, lab_s3_server):
-    """``seeded_cluster(s3=None, **config)``: a started ``Lab(template=..., controllers=())`` per call, stopped
+    """``seeded_cluster(**config)``: a started ``Lab(template=..., controllers=())`` per call, stopped
     after the test: a real cluster with Longhorn installed and its webhooks served, but none of the lab's
     controllers (a test adds the ones it exercises and calls ``start_controllers()``)."""
     start, started = _seeded_clusters(tmp_path, lab_template, lab_s3_server)
